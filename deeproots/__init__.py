@@ -1,0 +1,36 @@
+"""deeproots: root-module networks (Ioannou et al., CVPR 2017), grouping schedules, their cost, and training.
+
+The domain layer of the project: plain PyTorch, usable without Ray or Optuna.
+
+Example:
+    >>> import deeproots
+    >>> model = deeproots.build_model("nin", schedule="root-8")
+    >>> cost = deeproots.count_cost(model, (3, 32, 32))
+    >>> cost.flops, cost.params
+    (103343498, 314954)
+"""
+
+from __future__ import annotations
+
+from ._cost import Cost, Latency, compare_latency, count_cost, fold_batchnorm, measure_latency
+from ._version import __version__, provenance
+from .models import build_model, list_architectures
+from .schedules import LayerInfo, Schedule, describe_layers, paper_schedules, resolve_schedule
+
+__all__ = [
+    "__version__",
+    "provenance",
+    "build_model",
+    "list_architectures",
+    "describe_layers",
+    "resolve_schedule",
+    "paper_schedules",
+    "LayerInfo",
+    "Schedule",
+    "count_cost",
+    "Cost",
+    "measure_latency",
+    "compare_latency",
+    "fold_batchnorm",
+    "Latency",
+]

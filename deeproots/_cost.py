@@ -1,0 +1,329 @@
+"""Cost of a network in the paper's convention, and its measured latency.
+
+FLOPs are the multiply-adds of every convolution and fully-connected layer
+(``k*k*c_in/g*c_out*H_out*W_out``) plus one for each bias *parameter* (once per output channel,
+not per pixel); BatchNorm, ReLU and pooling are not counted. Parameters are the weights and biases of
+the convolutions and FC layers that run in an inference forward pass (BatchNorm and auxiliary
+heads are not counted). FLOPs are measured with ``thop`` and rules for this convention, on a deep
+copy of the model so that no counting state leaks into the caller's model or its ``state_dict``.
+
+Latency follows one recorded protocol (DESIGN.md): inference mode, BatchNorm folded into the convs,
+the faster memory format, a stated batch size and thread count, median of interleaved repeats after
+warm-up. FLOPs are not time: measure both.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import thop
+import torch
+import torch.nn as nn
+
+__all__ = ["Cost", "count_cost", "Latency", "measure_latency", "compare_latency", "fold_batchnorm", "LatencyCache"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Parameters and FLOPs (multiply-adds) of one network for one input size."""
+
+    params: int
+    flops: int
+
+    def ratio(self, reference: Cost) -> tuple[float, float]:
+        """``(params, flops)`` as fractions of ``reference``'s."""
+        return self.params / reference.params, self.flops / reference.flops
+
+
+def _conv_rule(m: nn.Conv2d, x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+    k = m.kernel_size[0] * m.kernel_size[1]
+    macs = k * (m.in_channels // m.groups) * m.out_channels * (y.numel() // y.shape[0] // m.out_channels)
+    m.total_ops += macs + (m.out_channels if m.bias is not None else 0)
+    m.__dict__["_deeproots_ran"] = True
+
+
+def _linear_rule(m: nn.Linear, x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+    rows = y.numel() // y.shape[0] // m.out_features  # 1 for an (N, features) input
+    m.total_ops += m.in_features * m.out_features * rows + (m.out_features if m.bias is not None else 0)
+    m.__dict__["_deeproots_ran"] = True
+
+
+def _no_ops(m: nn.Module, x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+    """BatchNorm, activations, pooling, dropout: not counted in the paper's convention."""
+
+
+def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> Cost:
+    """Parameters and FLOPs of ``model`` for one image of ``input_size``, in the paper's convention.
+
+    The model is deep-copied and run once (batch 1, eval mode, no grad) on its own device; build it
+    under ``torch.device("meta")`` to cost many schedules without allocating weights.
+
+    Args:
+        model: any network made of ``nn.Conv2d`` / ``nn.Linear`` (and uncounted layers).
+        input_size: ``(C, H, W)``; defaults to ``model.default_input_size`` for registry models.
+
+    Example:
+        >>> import deeproots
+        >>> deeproots.count_cost(deeproots.build_model("nin"), (3, 32, 32))
+        Cost(params=966986, flops=222487946)
+    """
+    if input_size is None:
+        input_size = getattr(model, "default_input_size", None)
+        if input_size is None:
+            raise ValueError("count_cost needs input_size=(C, H, W) for a model that is not from build_model")
+    if len(input_size) != 3 or any(int(s) <= 0 for s in input_size):
+        raise ValueError(f"input_size must be (C, H, W) with positive sizes, got {tuple(input_size)}")
+    probe = copy.deepcopy(model)
+    param = next(probe.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros(1, *input_size, device=device)
+    # Every leaf type in the model gets a rule, so thop neither warns nor counts anything else.
+    rules: dict[type, Any] = {type(m): _no_ops for m in probe.modules() if not list(m.children())}
+    rules.update({nn.Conv2d: _conv_rule, nn.Linear: _linear_rule})
+    try:
+        flops, _ = thop.profile(probe, inputs=(x,), custom_ops=rules, verbose=False)
+    except RuntimeError as exc:
+        raise ValueError(f"input_size {tuple(input_size)} does not fit this network: {exc}") from exc
+    params = sum(
+        p.numel()
+        for m in probe.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.__dict__.get("_deeproots_ran")
+        for p in (m.weight, m.bias)
+        if p is not None
+    )
+    return Cost(params=int(params), flops=int(round(flops)))
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair folded into the conv.
+
+    Uses ``torch.fx`` (``torch.fx.experimental.optimization.fuse``); a model that cannot be traced is
+    returned as an unfolded eval copy. The outputs equal the original's in eval mode.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    eval_copy = copy.deepcopy(model).eval()
+    try:
+        return fuse(eval_copy, inplace=True)
+    except Exception:  # untraceable control flow: keep the plain eval copy
+        return eval_copy
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Forward time per image in milliseconds, and the protocol that measured it."""
+
+    ms: float
+    protocol: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[int]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_once(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    model(x)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def compare_latency(
+    models: Mapping[str, nn.Module],
+    input_size: tuple[int, int, int],
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    threads: int | None = None,
+    memory_format: str = "auto",
+    fold_bn: bool = True,
+    warmup: int = 10,
+    repeats: int = 30,
+) -> dict[str, Latency]:
+    """Latency of several models measured side by side: their repeats are interleaved, so that load
+    from other processes or clock changes hit all of them alike.
+
+    Args:
+        models: name -> model (left untouched: each is copied, folded and moved).
+        input_size: ``(C, H, W)``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        batch_size: images per forward; 1 is deployment latency.
+        threads: CPU threads (``torch.set_num_threads``) for the measurement; None keeps the current.
+        memory_format: ``"channels_last"``, ``"contiguous"`` or ``"auto"`` (time both during warm-up,
+            keep the faster one per model).
+        fold_bn: fold BatchNorm into the preceding convs first (the deployment form).
+        warmup: untimed forwards per model (per format with ``"auto"``).
+        repeats: timed forwards per model; the median is reported.
+
+    Returns:
+        name -> :class:`Latency` (milliseconds per image, protocol).
+
+    Example:
+        >>> import deeproots
+        >>> nets = {s: deeproots.build_model("nin", s) for s in ("orig", "root-8")}
+        >>> lat = deeproots.compare_latency(nets, (3, 32, 32), repeats=5)
+        >>> lat["orig"].ms > 0
+        True
+    """
+    device = torch.device(device)
+    if memory_format not in ("auto", "channels_last", "contiguous"):
+        raise ValueError(f"memory_format must be auto, channels_last or contiguous, got {memory_format!r}")
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise ValueError("batch_size and repeats must be >= 1 and warmup >= 0")
+    formats = ["channels_last", "contiguous"] if memory_format == "auto" else [memory_format]
+    torch_formats = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+    x_base = torch.randn(batch_size, *input_size, device=device)
+    inputs = {f: x_base.contiguous(memory_format=torch_formats[f]) for f in formats}
+    with _threads(threads) as n_threads, torch.inference_mode():
+        prepared: dict[str, dict[str, nn.Module]] = {}
+        for name, model in models.items():
+            base = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+            prepared[name] = {f: copy.deepcopy(base).to(device, memory_format=torch_formats[f]) for f in formats}
+        chosen: dict[str, str] = {}
+        for name, variants in prepared.items():
+            trial: dict[str, list[float]] = {f: [] for f in formats}
+            for _ in range(max(warmup, 1 if len(formats) > 1 else 0)):
+                for f, m in variants.items():
+                    trial[f].append(_time_once(m, inputs[f], device))
+            chosen[name] = min(formats, key=lambda f: statistics.median(trial[f]) if trial[f] else 0.0)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        names = list(models)
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order every round
+                f = chosen[name]
+                times[name].append(_time_once(prepared[name][f], inputs[f], device))
+    protocol_base = {
+        "device": str(device),
+        "device_name": _device_name(device),
+        "batch_size": batch_size,
+        "threads": n_threads if device.type == "cpu" else None,
+        "bn_folded": fold_bn,
+        "warmup": warmup,
+        "repeats": repeats,
+        "statistic": "median of interleaved repeats",
+        "mode": "torch.inference_mode, eval",
+        "torch": torch.__version__,
+        "input_size": list(input_size),
+    }
+    return {
+        name: Latency(
+            ms=statistics.median(times[name]) * 1000.0 / batch_size,
+            protocol={**protocol_base, "memory_format": chosen[name]},
+        )
+        for name in models
+    }
+
+
+class LatencyCache:
+    """A JSON file of measured latencies, keyed by schedule id, device and protocol.
+
+    Latency is measured once per schedule: the search asks the cache first.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @staticmethod
+    def key(schedule_id: str, protocol: Mapping[str, Any]) -> str:
+        parts = [schedule_id] + [f"{k}={protocol[k]}" for k in sorted(protocol)]
+        return "|".join(parts)
+
+    def get(self, key: str) -> Latency | None:
+        entry = self._load().get(key)
+        return Latency(entry["ms"], entry["protocol"]) if entry else None
+
+    def put(self, key: str, latency: Latency) -> None:
+        data = self._load()
+        data[key] = asdict(latency)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)  # atomic: a reader never sees half a file
+
+
+def measure_latency(
+    model: nn.Module,
+    input_size: tuple[int, int, int] | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    threads: int | None = None,
+    memory_format: str = "auto",
+    fold_bn: bool = True,
+    warmup: int = 10,
+    repeats: int = 30,
+    cache: str | os.PathLike[str] | None = None,
+) -> Latency:
+    """Forward latency per image of one model, in the protocol of :func:`compare_latency`.
+
+    With ``cache`` (a JSON file path) and a registry model (it has ``model.schedule``), a latency
+    already measured for the same schedule id, device and protocol is returned without timing.
+
+    Example:
+        >>> import deeproots
+        >>> lat = deeproots.measure_latency(deeproots.build_model("nin", "root-8"), (3, 32, 32), repeats=5)
+        >>> sorted(lat.protocol)[:3]
+        ['batch_size', 'bn_folded', 'device']
+    """
+    input_size = input_size or getattr(model, "default_input_size", None)
+    if input_size is None:
+        raise ValueError("measure_latency needs input_size=(C, H, W) for a model that is not from build_model")
+    schedule = getattr(model, "schedule", None)
+    store = LatencyCache(cache) if cache is not None and schedule is not None else None
+    key = None
+    if store is not None:
+        dev = torch.device(device)
+        with _threads(threads) as n:
+            protocol_key = {
+                "device_name": _device_name(dev), "batch_size": batch_size, "threads": n if dev.type == "cpu" else None,
+                "memory_format": memory_format, "bn_folded": fold_bn, "input_size": list(input_size),
+                "torch": torch.__version__,
+            }  # fmt: skip
+        key = LatencyCache.key(schedule.full_id, protocol_key)
+        hit = store.get(key)
+        if hit is not None:
+            return hit
+    result = compare_latency(
+        {"model": model}, input_size, device, batch_size, threads, memory_format, fold_bn, warmup, repeats
+    )["model"]
+    if store is not None and key is not None:
+        store.put(key, result)
+    return result

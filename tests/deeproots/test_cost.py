@@ -1,0 +1,111 @@
+"""Cost accounting and the latency protocol."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import deeproots
+from deeproots._cost import LatencyCache
+
+
+def test_costing_leaves_the_model_untouched() -> None:
+    model = deeproots.build_model("nin", "root-4")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    deeproots.count_cost(model, (3, 32, 32))
+    after = model.state_dict()
+    assert list(after) == list(before)  # no total_ops / total_params buffers leaked
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training
+    assert not any(hasattr(m, "total_ops") for m in model.modules())
+
+
+def test_cost_scales_with_input_and_rejects_bad_sizes() -> None:
+    model = deeproots.build_model("resnet50_cifar")
+    small, large = deeproots.count_cost(model, (3, 32, 32)), deeproots.count_cost(model, (3, 64, 64))
+    assert small.params == large.params and large.flops > 3.9 * small.flops
+    with pytest.raises(ValueError, match="input_size"):
+        deeproots.count_cost(model, (3, 32))
+    with pytest.raises(ValueError, match="does not fit"):
+        deeproots.count_cost(deeproots.build_model("nin"), (5, 32, 32))
+
+
+def test_grouping_cuts_cost_as_the_formula_says() -> None:
+    """conv2a (5x5, 96->192 at 16x16) split into 8 groups saves 7/8 of its weights and multiply-adds."""
+    orig = deeproots.count_cost(deeproots.build_model("nin"), (3, 32, 32))
+    g8 = deeproots.count_cost(deeproots.build_model("nin", {"conv2a": 8}), (3, 32, 32))
+    weights = 5 * 5 * 96 * 192
+    assert orig.params - g8.params == weights - weights // 8
+    assert orig.flops - g8.flops == (weights - weights // 8) * 16 * 16
+
+
+def test_fold_batchnorm_keeps_outputs() -> None:
+    torch.manual_seed(0)
+    model = deeproots.build_model("resnet50_cifar", "root-8")
+    model.train()
+    model(torch.randn(8, 3, 32, 32))  # give BN non-trivial running statistics
+    model.eval()
+    folded = deeproots.fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_compare_latency_protocol_and_cache(tmp_path) -> None:
+    nets = {s: deeproots.build_model("nin", s) for s in ("orig", "root-8")}
+    lat = deeproots.compare_latency(nets, (3, 32, 32), threads=1, warmup=2, repeats=3)
+    for v in lat.values():
+        assert v.ms > 0
+        assert v.protocol["batch_size"] == 1 and v.protocol["threads"] == 1 and v.protocol["bn_folded"]
+        assert v.protocol["memory_format"] in ("channels_last", "contiguous")
+    assert torch.get_num_threads() != 0  # restored, not left at 1 by accident below
+    cache = tmp_path / "latency.json"
+    first = deeproots.measure_latency(nets["root-8"], threads=1, warmup=1, repeats=2, cache=cache)
+    second = deeproots.measure_latency(nets["root-8"], threads=1, warmup=1, repeats=2, cache=cache)
+    assert second == first  # answered from the cache, not re-timed
+    assert len(json.loads(cache.read_text())) == 1
+    other = deeproots.measure_latency(nets["orig"], threads=1, warmup=1, repeats=2, cache=cache)
+    assert other.ms > 0 and len(json.loads(cache.read_text())) == 2
+    key = LatencyCache.key("x", {"b": 1, "a": 2})
+    assert key == "x|a=2|b=1"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deeproots.cost", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_reports_ratios() -> None:
+    out = _cli("nin", "root-8", "col-4", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    rows = {r["schedule"]: r for r in data["schedules"]}
+    assert list(rows) == ["orig", "root-8", "col-4"]  # orig always measured, first
+    assert rows["orig"]["flops"] == 222_487_946 and rows["orig"]["flops_ratio"] == 1.0
+    assert rows["root-8"]["id"] == "nin:1-1-1-8-1-1-4-1-1"
+    assert rows["root-8"]["flops_ratio"] == pytest.approx(103_343_498 / 222_487_946)
+
+
+def test_cli_table_with_latency() -> None:
+    out = _cli("nin", "orig", "root-8", "--latency", "--repeats", "3", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    assert "root-8" in out.stdout and "speed-up" in out.stdout and "BN folded" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nin", "root-7x"), "unknown schedule 'root-7x'"),
+        (("alexnet",), "unknown architecture 'alexnet'"),
+        (("nin", "tree-64"), "layer 'conv2a'"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(args: tuple[str, ...], message: str) -> None:
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
