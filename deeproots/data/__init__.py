@@ -126,7 +126,7 @@ def load_data(
     Raises:
         ValueError: unknown data set or option, or sizes that cannot be met (naming which).
         FileNotFoundError: ``root`` or a required file is missing.
-        RuntimeError: a needed download failed.
+        ConnectionError: a needed download failed.
 
     Example:
         >>> from deeproots.data import load_data
@@ -171,14 +171,14 @@ def load_data(
         _check_int("data_seed", data_seed, 0)
         if len(input_size) != 3 or not all(isinstance(s, int) and s > 0 for s in input_size):
             raise ValueError(f"input_size must be (C, H, W) positive integers, got {input_size!r}")
-        images, labels = make_synthetic(
-            num_train + num_test, input_size, num_classes, seed=data_seed
+        (train_images, train_labels), (test_images, test_labels) = make_synthetic(
+            (num_train, num_test), input_size, num_classes, seed=data_seed
         )
         raw = {
-            "train_images": images[:num_train],
-            "train_labels": labels[:num_train],
-            "test_images": images[num_train:],
-            "test_labels": labels[num_train:],
+            "train_images": train_images,
+            "train_labels": train_labels,
+            "test_images": test_images,
+            "test_labels": test_labels,
         }
         classes = tuple(f"class{i}" for i in range(num_classes))
         # Statistics of the generated training images, [0, 1] units.

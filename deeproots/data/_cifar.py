@@ -61,7 +61,7 @@ def _find_folder(root: Path | None, *, download: bool) -> Path:
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as e:  # network or disk trouble: one clear message
-        raise RuntimeError(
+        raise ConnectionError(
             f"could not download CIFAR-10 into {str(root)!r} ({type(e).__name__}: {e}); "
             f"put an extracted {FOLDER} folder there instead"
         ) from e

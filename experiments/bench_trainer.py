@@ -1,0 +1,261 @@
+"""Throughput of the deeproots trainer against a compute-only loop and the textbook loader.
+
+In one run, on the same model, optimiser, scheduler, memory format and batch size, images per
+second of:
+
+  (a) ``deeproots.fit`` -- the trainer as a search trial runs it; its own figure, which times the
+      whole training phase of the epoch (drawing, augmenting, normalising and moving batches,
+      forward, backward, optimiser and scheduler steps, loss checks); the validation pass after
+      the epoch is not in it (its wall time is shown apart);
+  (b) a compute-only loop over batches made (augmented, normalised, laid out) before the clock
+      starts: forward, loss, backward, optimiser and scheduler steps, nothing else -- the ceiling;
+  (c) the textbook loop: a Dataset handing out PIL images through torchvision ``transforms``
+      (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) and a ``DataLoader``
+      with worker processes (their start-up is inside the clock, as it is every epoch), plus the
+      usual ``loss.item()`` per step.
+
+The three run interleaved, ``--repeats`` times each, each from a fresh copy of one initial model;
+the median is reported. Goal on a 2-core CPU: (a) within 5 % of (b) and never slower than (c).
+
+Usage:
+    python experiments/bench_trainer.py [--data-root /work/shared/data] [--images N]
+        [--repeats R] [--arch nin --schedule orig] [--batch-size 128] [--workers 2] [--json]
+
+Uses the real CIFAR-10 under ``--data-root`` and falls back to synthetic images when it is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import deeproots  # noqa: E402
+from deeproots import training as _tr  # noqa: E402
+from deeproots.data import DataBundle, TensorSplit, load_data  # noqa: E402
+
+_DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class _TextbookCIFAR(Dataset):
+    """What ``torchvision.datasets.CIFAR10.__getitem__`` does: HWC uint8 -> PIL -> transform."""
+
+    def __init__(self, split: TensorSplit, transform: Any) -> None:
+        self.images = split.images.permute(0, 2, 3, 1).contiguous().numpy()  # N x H x W x C
+        self.labels = split.labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
+
+
+def _load(args: argparse.Namespace, images: int) -> tuple[DataBundle, str]:
+    val = 100  # a token validation split: (a) validates after its epoch, outside its figure
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the offline copy's checksum warning
+            data = load_data("cifar10", args.data_root, subset=images, val_size=val, download=False)
+        return data, f"cifar10 ({data.info['source']})"
+    except OSError as e:
+        print(f"real data unavailable ({e}); using synthetic images", file=sys.stderr)
+        data = load_data(
+            "synthetic", num_train=images + val, num_test=10, val_size=val, subset=images
+        )
+        return data, "synthetic"
+
+
+def _bench_fit(model: nn.Module, data: DataBundle, config: _tr.TrainConfig) -> dict[str, float]:
+    start = time.perf_counter()
+    result = _tr.fit(model, data, config)
+    wall = time.perf_counter() - start
+    epoch = result.history[-1]
+    return {
+        "images_per_second": epoch.images_per_second,
+        "seconds": epoch.train_seconds,
+        "fit_wall_seconds": wall,  # + moving the model, building the optimiser, validation
+    }
+
+
+def _step_fn(
+    model: nn.Module, config: _tr.TrainConfig, device: torch.device, steps: int
+) -> Any:
+    optimizer = _tr._optimizer(model, config)
+    scheduler = _tr._scheduler(optimizer, config, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    model.train()
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with _tr._autocast(config, device):
+            loss = criterion(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss
+
+    return step
+
+
+def _bench_compute(
+    model: nn.Module, data: DataBundle, config: _tr.TrainConfig, device: torch.device
+) -> dict[str, float]:
+    train = data.train.to(device) if device.type == "cuda" else data.train
+    batches = list(
+        train.batches(
+            config.batch_size, train=True, device=device, memory_format=_tr._memory_format(config)
+        )
+    )
+    step = _step_fn(model, config, device, len(batches))
+    _tr._sync(device)
+    start = time.perf_counter()
+    for x, y in batches:
+        step(x, y)
+    _tr._sync(device)
+    seconds = time.perf_counter() - start
+    images = sum(len(y) for _, y in batches)
+    return {"images_per_second": images / seconds, "seconds": seconds}
+
+
+def _bench_textbook(
+    model: nn.Module,
+    data: DataBundle,
+    config: _tr.TrainConfig,
+    device: torch.device,
+    workers: int,
+) -> dict[str, float]:
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(data.train.mean, data.train.std),
+        ]
+    )
+    loader = DataLoader(
+        _TextbookCIFAR(data.train, transform),
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    step = _step_fn(model, config, device, len(loader))
+    memory_format = _tr._memory_format(config)
+    images, running_loss = 0, 0.0
+    _tr._sync(device)
+    start = time.perf_counter()
+    for x, y in loader:
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        running_loss += step(x, y).item()
+        images += len(y)
+    _tr._sync(device)
+    seconds = time.perf_counter() - start
+    return {"images_per_second": images / seconds, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the three figures and their ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-root", type=Path, default=_DEFAULT_ROOT)
+    parser.add_argument("--arch", default="nin")
+    parser.add_argument("--schedule", default="orig")
+    parser.add_argument(
+        "--images", type=int, default=None,
+        help="training images per measurement (default: 1280 on CPU, 45000 on CUDA)",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each loop")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of (c)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch default)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="also print one JSON object")
+    args = parser.parse_args(argv)
+
+    config = _tr.TrainConfig(
+        epochs=1, batch_size=args.batch_size, device=args.device, threads=args.threads
+    )
+    device = _tr._resolve_device(config.device)
+    images = args.images or (45000 if device.type == "cuda" else 1280)
+    data, source = _load(args, images)
+    torch.manual_seed(0)
+    base = deeproots.build_model(args.arch, schedule=args.schedule, num_classes=data.num_classes)
+    threads = args.threads or torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    loops = {
+        "a_trainer": lambda m: _bench_fit(m, data, config),
+        "b_compute_only": lambda m: _bench_compute(m, data, config, device),
+        "c_textbook": lambda m: _bench_textbook(m, data, config, device, args.workers),
+    }
+    # Warm-up: allocator, kernels, thread pool (not measured).
+    warm = copy.deepcopy(base).to(device=device, memory_format=_tr._memory_format(config))
+    warm_data = DataBundle(
+        data.name, data.train, None, data.test, data.num_classes, data.input_size, data.classes
+    )
+    x, y = next(iter(warm_data.train.batches(config.batch_size, train=True, device=device,
+                                             memory_format=_tr._memory_format(config))))  # fmt: skip
+    step = _step_fn(warm, config, device, 2)
+    for _ in range(2):
+        step(x, y)
+    _tr._sync(device)
+
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in loops}
+    names = list(loops)
+    for r in range(args.repeats):
+        for k in names[r % 3 :] + names[: r % 3]:  # rotate the order between repeats
+            model = copy.deepcopy(base).to(device=device, memory_format=_tr._memory_format(config))
+            runs[k].append(loops[k](model))
+            print(f"  repeat {r + 1} {k:15s} {runs[k][-1]['images_per_second']:9.1f} img/s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    med = {k: statistics.median(x["images_per_second"] for x in v) for k, v in runs.items()}
+    a, b, c = med["a_trainer"], med["b_compute_only"], med["c_textbook"]
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"bench_trainer: {args.arch} {args.schedule}, {source}, {images} training images per run, "
+        f"batch {config.batch_size}, {config.memory_format}, device {dev_name}, "
+        f"{threads} threads, median of {args.repeats} interleaved repeats, torch {torch.__version__}"
+    )
+    print(f"(a) deeproots fit          {a:10.1f} img/s   (training phase; fit also validated "
+          f"{len(data.val)} images, fit wall {statistics.median(x['fit_wall_seconds'] for x in runs['a_trainer']):.1f} s)")  # fmt: skip
+    print(f"(b) compute-only loop      {b:10.1f} img/s")
+    print(f"(c) textbook DataLoader    {c:10.1f} img/s   ({args.workers} workers)")
+    print(f"(a)/(b) = {a / b:.3f}   (goal >= 0.95)")
+    print(f"(a)/(c) = {a / c:.3f}   (goal >= 1.00)")
+    epoch_images = 45000
+    print(
+        f"extrapolated seconds per {epoch_images}-image epoch: (a) {epoch_images / a:.1f}  "
+        f"(b) {epoch_images / b:.1f}  (c) {epoch_images / c:.1f}"
+    )
+    if args.json:
+        print(json.dumps({
+            "arch": args.arch, "schedule": args.schedule, "data": source, "images": images,
+            "batch_size": config.batch_size, "device": dev_name, "threads": threads,
+            "repeats": args.repeats, "runs": runs, "median_images_per_second": med,
+            "a_over_b": a / b, "a_over_c": a / c,
+        }))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
