@@ -34,3 +34,29 @@ __all__ = [
     "fold_batchnorm",
     "Latency",
 ]
+
+# --- training: data sets and the trainer (deeproots/data, deeproots/training.py) ---
+from .data import DataBundle, FolderSplit, TensorSplit, load_data  # noqa: E402
+from .training import (  # noqa: E402
+    EpochResult,
+    FitResult,
+    NonFiniteLossError,
+    StepProgress,
+    TrainConfig,
+    evaluate,
+    fit,
+)
+
+__all__ += [
+    "load_data",
+    "DataBundle",
+    "TensorSplit",
+    "FolderSplit",
+    "TrainConfig",
+    "fit",
+    "evaluate",
+    "EpochResult",
+    "FitResult",
+    "StepProgress",
+    "NonFiniteLossError",
+]
