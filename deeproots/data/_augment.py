@@ -6,6 +6,7 @@ flip -- done for a whole uint8 batch with one gather, on whatever device the bat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -94,7 +95,18 @@ def normalize(
     c = images.shape[1]
     if len(mean) != c or len(std) != c:
         raise ValueError(f"mean/std need {c} values (one per channel), got {len(mean)}/{len(std)}")
-    scale = torch.tensor([255.0 * s for s in std], device=images.device).view(1, c, 1, 1)
-    shift = torch.tensor([255.0 * m for m in mean], device=images.device).view(1, c, 1, 1)
+    shift, scale = _constants(tuple(mean), tuple(std), images.device)
     x = images.contiguous(memory_format=memory_format).float()  # layout set once, on uint8
     return x.sub_(shift).div_(scale)
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``1 x C x 1 x 1`` shift and scale in 0..255 units, made once per device: a fresh host
+    tensor per batch would be a blocking host-to-device copy, stalling the GPU queue."""
+    c = len(mean)
+    shift = torch.tensor([255.0 * m for m in mean], device=device).view(1, c, 1, 1)
+    scale = torch.tensor([255.0 * s for s in std], device=device).view(1, c, 1, 1)
+    return shift, scale
