@@ -1,0 +1,94 @@
+"""Reading a study back: the Pareto set (one row per schedule), state counts, tables for the console."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ._config import format_count
+
+__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts"]
+
+
+def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """The study's Pareto-optimal trials, one per schedule (duplicates and copies folded).
+
+    Only COMPLETE trials that meet every constraint can be on the front (Optuna's ``best_trials``):
+    early-stopped and infeasible trials are PRUNED and never appear. Sorted by accuracy, best first.
+
+    Returns:
+        Rows with ``number``, ``schedule_id``, ``seed`` (paper name or None), the objectives by name,
+        ``weights`` and ``outcome``.
+    """
+    names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
+    rows: dict[str, dict[str, Any]] = {}
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        sid = t.user_attrs.get("schedule_id", f"trial{t.number}")
+        if sid in rows:  # a duplicate answered from the stored result: keep the original
+            rows[sid]["seed"] = rows[sid]["seed"] or t.user_attrs.get("seed")
+            continue
+        original = t.user_attrs.get("duplicate_of")
+        rows[sid] = {
+            "number": t.number if original is None else original,
+            "schedule_id": sid,
+            "seed": t.user_attrs.get("seed"),
+            **dict(zip(names, t.values)),
+            "weights": t.user_attrs.get("weights"),
+            "outcome": t.user_attrs.get("outcome"),
+        }
+    key = "val_accuracy" if "val_accuracy" in names else names[0]
+    return sorted(rows.values(), key=lambda r: -r[key])
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per Optuna state (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``)."""
+    return dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
+
+
+def outcome_counts(study: optuna.Study) -> dict[str, int]:
+    """Finished trials per ``outcome`` user attribute (evaluated, duplicate, infeasible, ...)."""
+    return dict(
+        Counter(
+            t.user_attrs.get("outcome", "?")
+            for t in study.get_trials(deepcopy=False)
+            if t.state not in (TrialState.RUNNING, TrialState.WAITING)
+        )
+    )
+
+
+def _fmt(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name == "val_accuracy":
+        return f"{value:.4f}"
+    if name == "latency_ms":
+        return f"{value:.3f}"
+    return format_count(value)
+
+
+def pareto_table(rows: list[dict[str, Any]], objectives: list[str], title: str = "Pareto set") -> Any:
+    """A rich table of :func:`pareto_rows`."""
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("trial", justify="right")
+    table.add_column("schedule")
+    for o in objectives:
+        table.add_column(o, justify="right")
+    for r in rows:
+        label = r["schedule_id"] + (f" ({r['seed']})" if r.get("seed") else "")
+        table.add_row(str(r["number"]), label, *(_fmt(o, r.get(o)) for o in objectives))
+    return table
+
+
+def pareto_line(rows: list[dict[str, Any]], limit: int = 6) -> str:
+    """A one-line summary of the front for progress output."""
+    parts = [
+        f"{r.get('seed') or r['schedule_id'].split(':', 1)[-1]} {r['val_accuracy']:.3f}/{format_count(r.get('flops'))}"
+        for r in rows[:limit]
+    ]
+    more = f" +{len(rows) - limit}" if len(rows) > limit else ""
+    return ", ".join(parts) + more

@@ -1,0 +1,463 @@
+"""Ray Tune's ``OptunaSearch``, made to keep the study right for a schedule search.
+
+Only the driver writes the study. On top of ``OptunaSearch`` (which asks Optuna for a proposal per
+Tune trial and tells it the result) this class handles what the plain searcher gets wrong here:
+
+* **budget** -- ``search.trials`` counts distinct schedules *evaluated*; the searcher returns
+  ``FINISHED`` when that many are done (or the space is used up), so duplicates, failures and
+  constraint breaches are replaced by new proposals;
+* **duplicates** -- a proposal of a schedule already evaluated is answered from the stored result
+  without training (state, values and constraints copied, ``outcome: duplicate``); one of a schedule
+  still training waits for that result; after a streak of duplicates an unseen schedule is enqueued;
+* **early stopping** -- ``OptunaSearch`` tells an ASHA-stopped trial COMPLETE with its partial
+  values; here it becomes PRUNED (counted, never on the front);
+* **constraints** -- a breach reported by the trial (before training) becomes PRUNED with the reason,
+  and every finished trial carries ``Trial.set_constraint`` values (<= 0 feasible);
+* **failures** -- a trial that raised becomes FAIL with the reason (via :class:`FailureRecorder`) and
+  its schedule may be proposed again (up to ``search.max_retries`` times);
+* **multi-objective known results** -- ``OptunaSearch(evaluated_rewards=...)`` builds single-objective
+  trials; known results are added with ``study.add_trial`` instead (:func:`import_known_results`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune.callback import Callback
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from ._config import DIRECTIONS, SearchSpace, format_count
+from ._space import ParamSpace
+
+__all__ = ["ScheduleSearch", "EarlyStopper", "FailureRecorder", "Outcome", "trial_key"]
+
+logger = logging.getLogger(__name__)
+
+#: Consecutive duplicate proposals after which an unseen schedule is enqueued.
+_DUPLICATE_STREAK = 8
+
+
+class Outcome:
+    """Values of the ``outcome`` user attribute."""
+
+    EVALUATED = "evaluated"  # COMPLETE: trained to the last epoch (counted)
+    EARLY_STOPPED = "early_stopped"  # PRUNED: stopped by ASHA (counted, never on the front)
+    INFEASIBLE = "infeasible"  # PRUNED: broke a cost constraint, not trained (not counted)
+    DUPLICATE = "duplicate"  # copy of an earlier trial's result (not counted)
+    IMPORTED = "imported"  # a result of another study at the same fidelity (not counted)
+    FAILED = "failed"  # FAIL: the trial raised (not counted; retried)
+    INTERRUPTED = "interrupted"  # FAIL: Ctrl-C or the driver died (not counted; retried)
+    SKIPPED = "skipped"  # FAIL: proposal of a schedule that failed too often
+
+
+COUNTED = (Outcome.EVALUATED, Outcome.EARLY_STOPPED)
+ANSWERABLE = (Outcome.EVALUATED, Outcome.EARLY_STOPPED, Outcome.INFEASIBLE, Outcome.IMPORTED)
+
+
+def trial_key(pspace: ParamSpace, params: dict[str, Any]) -> tuple[int, ...] | None:
+    """The point of the space a trial's params name (None when params are missing)."""
+    try:
+        return tuple(int(params[p.name]) for p in pspace.params)
+    except KeyError:
+        return None
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The informative line of an error text (``SomeError: message``), shortened."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    pattern = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+    hits = [ln for ln in lines if pattern.match(ln)]
+    line = hits[-1] if hits else (lines[-1] if lines else "unknown error")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class EarlyStopper(AsyncHyperBandScheduler):
+    """ASHA on ``val_accuracy`` per epoch, remembering which trials it stopped early."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(time_attr="epoch", metric="val_accuracy", mode="max", **kwargs)
+        self.stopped: set[str] = set()
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and result.get("status") == "training":
+            self.stopped.add(trial.trial_id)
+        return action
+
+
+@dataclass
+class _InFlight:
+    tune_id: str
+    ot_trial: optuna.Trial
+    key: tuple[int, ...]
+    schedule_id: str
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    before: list[float] = field(default_factory=list)
+
+
+class ScheduleSearch(OptunaSearch):
+    """``OptunaSearch`` with the budget, duplicate, pruning and failure rules of DESIGN.md.
+
+    Args:
+        space: the validated space.
+        pspace: its parameters (:func:`search._space.build_param_space`).
+        study_name: the Optuna study (created beforehand, see :mod:`search._study`).
+        storage: its storage.
+        sampler: the Optuna sampler.
+        budget: distinct schedules to evaluate.
+        stopper: the ASHA scheduler, when early stopping is on.
+        run_dir: weights paths are recorded relative to it.
+        provenance: user attributes every trial gets (package version, git revision).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        pspace: ParamSpace,
+        study_name: str,
+        storage: optuna.storages.BaseStorage,
+        sampler: optuna.samplers.BaseSampler,
+        budget: int,
+        stopper: EarlyStopper | None = None,
+        run_dir: str = ".",
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        objectives = list(space.objectives)
+        modes = ["max" if DIRECTIONS[o] == "maximize" else "min" for o in objectives]
+        self._pspace = pspace
+        super().__init__(
+            space=pspace.suggest, metric=objectives, mode=modes, sampler=sampler,
+            study_name=study_name, storage=storage,
+        )  # fmt: skip
+        self._cfg = space
+        self._objectives = objectives
+        self._budget = budget
+        self._stopper = stopper
+        self._run_dir = run_dir
+        self._provenance = dict(provenance or {})
+        self._epochs = int(space.trainer.get("epochs", 0)) or _default_epochs()
+        self._rng = random.Random(space.search.seed)
+        self._inflight: dict[str, _InFlight] = {}
+        self._awaiting: dict[str, _InFlight] = {}  # errored, waiting for FailureRecorder's reason
+        self._waiting_dups: dict[tuple[int, ...], list[optuna.Trial]] = {}
+        self._records: dict[tuple[int, ...], FrozenTrial] = {}
+        self._failures: Counter[tuple[int, ...]] = Counter()
+        self._resume_keys: set[tuple[int, ...]] = set()
+        self.duplicates = 0
+        self.interrupted = False
+        #: Progress bookkeeping: Tune trial id -> (Optuna number, schedule id), outcome, detail.
+        self.numbers: dict[str, tuple[int, str]] = {}
+        self.outcomes: dict[str, str] = {}
+        self.details: dict[str, str] = {}
+        #: Called with one-line messages (duplicates answered, unseen schedules enqueued).
+        self.on_event: Callable[[str], None] | None = None
+        self._load_ledger()
+
+    # ------------------------------------------------------------------ ledger
+    def _load_ledger(self) -> None:
+        for t in self._ot_study.get_trials(deepcopy=False):
+            key = trial_key(self._pspace, t.params)
+            outcome = t.user_attrs.get("outcome")
+            if key is None:
+                continue
+            if t.state.is_finished() and outcome in ANSWERABLE and key not in self._records:
+                self._records[key] = t
+            elif t.state == TrialState.FAIL and outcome == Outcome.FAILED:
+                self._failures[key] += 1
+
+    def resume_from_checkpoint(self, keys: set[tuple[int, ...]]) -> None:
+        """Schedules whose interrupted trials left a per-epoch checkpoint to resume from."""
+        self._resume_keys |= keys
+
+    @property
+    def counted(self) -> int:
+        """Distinct schedules evaluated so far (the budget's unit)."""
+        return sum(1 for t in self._records.values() if t.user_attrs.get("outcome") in COUNTED)
+
+    @property
+    def budget(self) -> int:
+        """The number of distinct schedules to evaluate."""
+        return self._budget
+
+    def _dead(self) -> set[tuple[int, ...]]:
+        limit = self._cfg.search.max_retries
+        return {k for k, n in self._failures.items() if n > limit and k not in self._records}
+
+    def _unresolved(self) -> int:
+        """Schedules neither answered, given up on, nor in flight."""
+        taken = set(self._records) | self._dead() | {f.key for f in self._inflight.values()}
+        return self._pspace.size - len(taken)
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every schedule of the space is answered or given up on."""
+        return self._unresolved() <= 0 and not self._inflight
+
+    def running(self) -> dict[str, tuple[str, int]]:
+        """Tune trial id -> (schedule id, last epoch reported)."""
+        return {tid: (f.schedule_id, f.epochs[-1]["epoch"] if f.epochs else 0) for tid, f in self._inflight.items()}
+
+    # ------------------------------------------------------------------ suggest
+    def suggest(self, trial_id: str) -> dict | str | None:  # noqa: D102 (Searcher API)
+        if self.interrupted:
+            return Searcher.FINISHED if not self._inflight else None
+        if self.counted >= self._budget or self._unresolved() <= 0:
+            return Searcher.FINISHED if not self._inflight else None
+        if self.counted + len(self._inflight) >= self._budget:
+            return None  # wait: a running trial may fail and need replacing
+        streak = 0
+        while True:
+            ot_trial = self._ot_study.ask()
+            values = self._suggest_from_define_by_run_func(self._space, ot_trial)
+            key = trial_key(self._pspace, values)
+            assert key is not None
+            schedule = self._pspace.schedule(values)
+            ot_trial.set_user_attr("schedule_id", schedule.id)
+            ot_trial.set_user_attr("schedule", dict(schedule.groups))
+            if key in self._records:
+                self._answer_duplicate(ot_trial, self._records[key])
+            elif key in {f.key for f in self._inflight.values()}:
+                self._waiting_dups.setdefault(key, []).append(ot_trial)
+                self.duplicates += 1
+            elif key in self._dead():
+                ot_trial.set_user_attr("outcome", Outcome.SKIPPED)
+                ot_trial.set_user_attr("fail_reason", f"not retried: its trials raised {self._failures[key]} times")
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            else:
+                ot_trial.set_user_attr("tune_trial_id", trial_id)
+                self._inflight[trial_id] = _InFlight(trial_id, ot_trial, key, schedule.id)
+                self.numbers[trial_id] = (ot_trial.number, schedule.id)
+                self._ot_trials[trial_id] = ot_trial
+                return {**values, "__resume": key in self._resume_keys}
+            streak += 1
+            if streak % _DUPLICATE_STREAK == 0 and not self._enqueue_unseen():
+                return Searcher.FINISHED if not self._inflight else None
+
+    def _enqueue_unseen(self) -> bool:
+        """Enqueue a schedule never proposed; False when there is none."""
+        taken = set(self._records) | self._dead() | {f.key for f in self._inflight.values()}
+        names = [p.name for p in self._pspace.params]
+        for _ in range(2000):
+            values = self._pspace.random_values(self._rng)
+            if tuple(values.values()) not in taken:
+                self._ot_study.enqueue_trial(values, user_attrs={"enqueued": "unseen after duplicates"})
+                return True
+        if not self._pspace.enumerable:
+            return False
+        for values in self._pspace.all_values():
+            if tuple(values[n] for n in names) not in taken:
+                self._ot_study.enqueue_trial(values, user_attrs={"enqueued": "unseen after duplicates"})
+                return True
+        return False
+
+    def _answer_duplicate(self, ot_trial: optuna.Trial, original: FrozenTrial) -> None:
+        skip = {"schedule_id", "schedule", "seed", "enqueued", "tune_trial_id", "outcome", "duplicate_of"}
+        for k, v in original.user_attrs.items():
+            if k not in skip:
+                ot_trial.set_user_attr(k, v)
+        ot_trial.set_user_attr("outcome", Outcome.DUPLICATE)
+        ot_trial.set_user_attr("duplicate_of", original.number)
+        for k, v in original.constraints.items():
+            ot_trial.set_constraint(k, v)
+        values = original.values if original.state == TrialState.COMPLETE else None
+        self._ot_study.tell(ot_trial, values, state=original.state)
+        self.duplicates += 1
+        self._event(
+            f"trial #{ot_trial.number}: {original.user_attrs.get('schedule_id')} was proposed again -- "
+            f"answered from trial #{original.number} ({original.state.name}), not trained"
+        )
+
+    def _event(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+
+    # ------------------------------------------------------------------ results
+    def on_trial_result(self, trial_id: str, result: dict) -> None:  # noqa: D102
+        self._note_epoch(trial_id, result)
+
+    def _note_epoch(self, trial_id: str, result: dict | None) -> None:
+        f = self._inflight.get(trial_id)
+        if f is None or not result or result.get("status") not in ("training", "done"):
+            return
+        if not f.before and result.get("history_before"):
+            f.before = list(json.loads(result["history_before"]))
+        epoch = int(result["epoch"])
+        if f.epochs and f.epochs[-1]["epoch"] >= epoch:
+            return
+        f.epochs.append({
+            "epoch": epoch, "val_accuracy": float(result["val_accuracy"]),
+            "images_per_second": float(result.get("images_per_second", math.nan)),
+            "seconds": float(result.get("epoch_seconds", math.nan)),
+        })  # fmt: skip
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:  # noqa: D102
+        f = self._inflight.pop(trial_id, None)
+        if f is None:
+            return
+        self._completed_trials.add(trial_id)
+        if error:
+            self._awaiting[trial_id] = f  # FailureRecorder.on_trial_error brings the reason next
+            return
+        if not result or "status" not in result:
+            self._fail(f, Outcome.INTERRUPTED, "stopped before it reported a result")
+            return
+        self._note_epoch(trial_id, result)
+        status = result["status"]
+        t = f.ot_trial
+        self._set_result_attrs(t, f, result)
+        if status == "infeasible":
+            t.set_user_attr("outcome", Outcome.INFEASIBLE)
+            t.set_user_attr("prune_reason", f"constraint: {result.get('reason', '')}")
+            self._tell(f, None, TrialState.PRUNED)
+        elif status == "done":
+            t.set_user_attr("outcome", Outcome.EVALUATED)
+            values = [float(result[m]) for m in self._objectives]
+            if any(math.isnan(v) for v in values):
+                self._fail(f, Outcome.FAILED, f"an objective is not a number: {dict(zip(self._objectives, values))}")
+                return
+            self._tell(f, values, TrialState.COMPLETE)
+        elif self._stopper is not None and trial_id in self._stopper.stopped:
+            t.set_user_attr("outcome", Outcome.EARLY_STOPPED)
+            t.set_user_attr("prune_reason", f"early stopping (ASHA) after epoch {result.get('epoch')}/{self._epochs}")
+            t.set_user_attr("partial_values", {m: float(result[m]) for m in self._objectives})
+            self._tell(f, None, TrialState.PRUNED)
+        else:
+            self._fail(f, Outcome.INTERRUPTED, f"stopped after epoch {result.get('epoch')}/{self._epochs}")
+
+    def record_error(self, trial_id: str, reason: str) -> None:
+        """Finish a trial that raised, with the reason (called by :class:`FailureRecorder`)."""
+        f = self._awaiting.pop(trial_id, None)
+        if f is not None:
+            self._fail(f, Outcome.FAILED, reason)
+
+    def _set_result_attrs(self, t: optuna.Trial, f: _InFlight, result: dict) -> None:
+        attrs: dict[str, Any] = {
+            "arch": self._pspace.arch,
+            "flops": int(result["flops"]),
+            "params": int(result["params"]),
+            "epochs": self._epochs,
+            "host": result.get("host"),
+            "deeproots_version": result.get("deeproots_version"),
+            **self._provenance,
+        }
+        if not math.isnan(float(result.get("latency_ms", math.nan))):
+            attrs["latency_ms"] = float(result["latency_ms"])
+        if f.epochs:
+            attrs["val_accuracy_per_epoch"] = f.before + [e["val_accuracy"] for e in f.epochs]
+            attrs["val_accuracy"] = f.epochs[-1]["val_accuracy"]
+            ips = [e["images_per_second"] for e in f.epochs if not math.isnan(e["images_per_second"])]
+            attrs["images_per_second"] = sum(ips) / len(ips) if ips else None
+            attrs["epochs_trained"] = f.epochs[-1]["epoch"]
+            attrs["train_seconds"] = float(result.get("train_seconds_total", math.nan))
+            attrs["device"] = result.get("device")
+            if len(f.before):
+                attrs["resumed_from_epoch"] = len(f.before)
+        if result.get("weights"):
+            import os  # noqa: PLC0415
+
+            attrs["weights"] = os.path.relpath(result["weights"], self._run_dir)
+        for k, v in attrs.items():
+            if v is not None:
+                t.set_user_attr(k, v)
+        c = self._cfg.constraints
+        for name, limit, value in (
+            ("max_flops", c.max_flops, attrs["flops"]),
+            ("max_params", c.max_params, attrs["params"]),
+            ("max_latency_ms", c.max_latency_ms, attrs.get("latency_ms")),
+        ):
+            if limit is not None and value is not None:
+                t.set_constraint(name, (value - limit) / limit)  # > 0: breached, relative
+
+    def _tell(self, f: _InFlight, values: list[float] | None, state: TrialState) -> None:
+        frozen = self._ot_study.tell(f.ot_trial, values, state=state)
+        outcome = frozen.user_attrs.get("outcome", "")
+        self.outcomes[f.tune_id] = outcome
+        if values is not None:
+            self.details[f.tune_id] = ", ".join(
+                f"{m} {v:.4f}" if m == "val_accuracy" else f"{m} {format_count(v) if m != 'latency_ms' else f'{v:.3f}'}"
+                for m, v in zip(self._objectives, values)
+            )
+        else:
+            self.details[f.tune_id] = frozen.user_attrs.get("prune_reason", "")
+        self._records[f.key] = frozen
+        self._resume_keys.discard(f.key)
+        for waiting in self._waiting_dups.pop(f.key, []):
+            self._answer_duplicate(waiting, frozen)
+
+    def _fail(self, f: _InFlight, outcome: str, reason: str) -> None:
+        self.outcomes[f.tune_id] = f"FAIL ({outcome})"
+        self.details[f.tune_id] = reason
+        f.ot_trial.set_user_attr("outcome", outcome)
+        f.ot_trial.set_user_attr("fail_reason", reason)
+        if f.epochs:
+            f.ot_trial.set_user_attr("val_accuracy_per_epoch", f.before + [e["val_accuracy"] for e in f.epochs])
+        self._ot_study.tell(f.ot_trial, state=TrialState.FAIL)
+        if outcome == Outcome.FAILED:
+            self._failures[f.key] += 1
+        for waiting in self._waiting_dups.pop(f.key, []):
+            waiting.set_user_attr("outcome", Outcome.INTERRUPTED)
+            waiting.set_user_attr("fail_reason", f"duplicate of trial {f.ot_trial.number}, which did not finish")
+            self._ot_study.tell(waiting, state=TrialState.FAIL)
+
+    def abandon(self, reason: str) -> int:
+        """Finish every trial still open (Ctrl-C): FAIL, outcome interrupted. Returns how many."""
+        n = len(self._inflight) + len(self._awaiting)
+        for f in self._inflight.values():
+            self._fail(f, Outcome.INTERRUPTED, reason)
+        for f in self._awaiting.values():
+            self._fail(f, Outcome.FAILED, "the trial raised; its reason was lost when the search stopped")
+        self._inflight.clear()
+        self._awaiting.clear()
+        for waiting_list in self._waiting_dups.values():
+            for waiting in waiting_list:
+                waiting.set_user_attr("outcome", Outcome.INTERRUPTED)
+                waiting.set_user_attr("fail_reason", reason)
+                self._ot_study.tell(waiting, state=TrialState.FAIL)
+        self._waiting_dups.clear()
+        return n
+
+    # Tune pickles its config (tuner.pkl) and checkpoints the searcher for Tuner.restore; a search
+    # resumes from the study instead, so neither needs this object's state (which holds the storage).
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def save_to_dir(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        return None
+
+    def restore_from_dir(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        return None
+
+
+def _default_epochs() -> int:
+    from ._config import train_config_type  # noqa: PLC0415
+
+    return int(train_config_type()().epochs)
+
+
+class FailureRecorder(Callback):
+    """Hands the reason of a trial that raised to the searcher (Tune gives it none)."""
+
+    def __init__(self, searcher: ScheduleSearch) -> None:
+        self._searcher = searcher
+
+    def __getstate__(self) -> dict[str, Any]:  # see ScheduleSearch.__getstate__
+        return {}
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        try:
+            err = trial.get_error()
+            reason = one_line(str(err)) if err is not None else "the trial raised (no error recorded)"
+        except Exception as e:  # noqa: BLE001 (a reason is nice to have, never fatal)
+            reason = f"the trial raised ({type(e).__name__} while reading the error)"
+        self._searcher.record_error(trial.trial_id, reason)

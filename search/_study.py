@@ -1,0 +1,352 @@
+"""Where a run lives and how its Optuna study is created, checked, resumed and seeded.
+
+A run is a folder ``runs/<name>/`` (``run.json``, ``study.db`` by default, ``weights/``, ``ray/``,
+``export/``) plus a study in some storage. The study records the space it was started with
+(``identity``) and the fidelity of its results; rerunning with a different space is refused unless
+``--fresh``, which starts a new study ``<name>-2`` (``-3`` ...) in the same storage and folder, with
+every result the older studies hold at the same fidelity added to it (untrained, not counted).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ._config import SearchSpace, SpaceError
+from ._space import ParamSpace
+from ._trainable import weights_filename
+
+__all__ = ["RunPaths", "RunPlan", "plan_run", "open_storage", "prepare_study", "make_sampler", "read_run"]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run.
+
+    Attributes:
+        root: ``runs/<name>``.
+        storage_url: the study's SQLAlchemy URL.
+        study_name: the current study.
+    """
+
+    root: Path
+    storage_url: str
+    study_name: str
+
+    @property
+    def run_file(self) -> Path:
+        """``run.json``: storage URL, study name, space -- what export and resume read."""
+        return self.root / "run.json"
+
+    @property
+    def weights_dir(self) -> Path:
+        """Final weights of every finished trial: ``weights/<study>/<schedule>.safetensors``."""
+        return self.root / "weights" / self.study_name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Per-epoch checkpoints of trials in progress (deleted when a trial finishes)."""
+        return self.root / "checkpoints" / self.study_name
+
+    @property
+    def ray_dir(self) -> Path:
+        """Ray Tune experiments (logs, per-trial results, TensorBoard)."""
+        return self.root / "ray"
+
+    @property
+    def export_dir(self) -> Path:
+        """Where the export step writes."""
+        return self.root / "export"
+
+    @property
+    def latency_cache(self) -> Path:
+        """Measured latencies, one per schedule and protocol."""
+        return self.root / "latency.json"
+
+    def weights_path(self, schedule_id: str) -> Path:
+        """Final weights of ``schedule_id`` in this study."""
+        return self.weights_dir / weights_filename(schedule_id)
+
+    def dashboard_command(self) -> str:
+        """The command that shows the study in optuna-dashboard."""
+        return f"optuna-dashboard {self.storage_url}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a search will do, decided before anything is written.
+
+    Attributes:
+        paths: the run's files.
+        mode: ``"new"`` (no study yet), ``"resume"`` (the study exists, same space) or
+            ``"fresh"`` (a new study beside older ones).
+    """
+
+    paths: RunPaths
+    mode: str
+
+
+def _sqlite_path(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return None
+    return Path(u.database or "")
+
+
+def default_storage(run_dir: Path) -> str:
+    """``sqlite:///runs/<name>/study.db`` (relative to the working directory, as given)."""
+    return f"sqlite:///{run_dir.as_posix()}/study.db"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage; SQLite gets WAL mode (readers never block the writer) and a long lock timeout."""
+    path = _sqlite_path(url)
+    kwargs: dict[str, Any] = {}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def _study_names(url: str) -> list[str] | None:
+    """Studies in the storage; None when it does not exist yet (and must not be created)."""
+    path = _sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    try:
+        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=False)
+    except Exception as e:  # noqa: BLE001 (any driver error: a one-line message)
+        raise SpaceError("storage", f"cannot open {url}: {str(e).splitlines()[0]}") from None
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The ``run.json`` of a run folder (storage URL, study name, space)."""
+    return json.loads((Path(run_dir) / "run.json").read_text())
+
+
+def _diff(a: Any, b: Any, path: str = "") -> str | None:
+    """First difference between two plain-data trees, as ``key: old -> new``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _diff(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _diff(x, y, f"{path}.{i}")
+            if d:
+                return d
+        return None
+    if a != b:
+        return f"{path}: {json.dumps(a)} -> {json.dumps(b)}"
+    return None
+
+
+def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False) -> RunPlan:
+    """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
+
+    Reads the storage if it exists; writes nothing.
+
+    Raises:
+        SpaceError: the existing study was started with a different space (naming the first
+            differing key), or the storage cannot be opened.
+    """
+    root = Path(runs_dir) / space.name
+    url = storage or space.storage or default_storage(root)
+    run_file = root / "run.json"
+    study_name = space.name
+    if run_file.exists():
+        try:
+            recorded = json.loads(run_file.read_text())
+            if recorded.get("storage") == url:
+                study_name = recorded.get("study_name", study_name)
+        except (OSError, ValueError):
+            pass
+    names = _study_names(url)
+    if not names or study_name not in names:
+        return RunPlan(RunPaths(root, url, study_name), "new")
+    study = optuna.load_study(study_name=study_name, storage=url)
+    old = study.user_attrs.get("identity")
+    diff = _diff(old, space.identity()) if old is not None else None
+    if diff is None:
+        return RunPlan(RunPaths(root, url, study_name), "resume")
+    if not fresh:
+        raise SpaceError(
+            "",
+            f"run {space.name!r} (study {study_name!r} in {url}) was started with a different space ({diff}); "
+            f"pass --fresh for a new study, or --name for a new run",
+        )
+    n = 2
+    while f"{space.name}-{n}" in names:
+        n += 1
+    return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh")
+
+
+def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of ``search.sampler``, seeded with ``search.seed + offset``.
+
+    ``offset`` is the number of trials already in the study, so a resumed search does not replay
+    the proposals it made before (they would all be duplicates).
+
+    Raises:
+        SpaceError: bad ``search.sampler_options`` or a missing optional dependency.
+    """
+    s = space.search
+    seed = s.seed + offset
+    opts = dict(s.sampler_options)
+    try:
+        if s.sampler == "nsga2":
+            opts.setdefault("population_size", max(4, min(50, budget // 4)))
+            return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+        if s.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, **opts)
+        if s.sampler == "gp":
+            try:
+                import scipy  # noqa: F401, PLC0415
+            except ImportError:
+                raise SpaceError("search.sampler", "gp needs scipy, which is not installed; use nsga2, tpe or random") from None
+            return optuna.samplers.GPSampler(seed=seed, **opts)
+        return optuna.samplers.RandomSampler(seed=seed, **opts)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, SpaceError):
+            raise
+        raise SpaceError("search.sampler_options", f"{s.sampler}: {str(e).splitlines()[0]}") from None
+
+
+def _user_attr_setter(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    return optuna.trial.Trial(study, trial_id)
+
+
+def prepare_study(
+    plan: RunPlan,
+    space: SearchSpace,
+    pspace: ParamSpace,
+    storage: optuna.storages.BaseStorage,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """Create (new/fresh) or recover (resume) the study; returns what happened.
+
+    New study: directions, metric names, the space and its fidelity as study attributes, the seeds
+    enqueued, known results of other studies at the same fidelity added. Resumed study: trials left
+    RUNNING by a driver that died become FAIL (``outcome: interrupted``) and their schedules are
+    enqueued again (a per-epoch checkpoint, if one was written, is resumed from).
+
+    Returns:
+        ``{"created": bool, "recovered": int, "retry": [keys], "imported": int, "checkpoints": {keys}}``.
+    """
+    from ._searcher import Outcome, trial_key  # noqa: PLC0415
+
+    name = plan.paths.study_name
+    directions = [
+        {"val_accuracy": "maximize"}.get(o, "minimize") for o in space.objectives
+    ]
+    info: dict[str, Any] = {"created": False, "recovered": 0, "retry": [], "imported": 0, "checkpoints": set()}
+    existing = [s.study_name for s in storage.get_all_studies()]
+    if name not in existing:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(space.objectives))  # optuna-dashboard shows these names
+        study.set_user_attr("identity", space.identity())
+        study.set_user_attr("space", space.model_dump(mode="json"))
+        study.set_user_attr("fidelity", space.fidelity())
+        study.set_user_attr("fidelity_key", space.fidelity_key())
+        study.set_user_attr("run_name", space.name)
+        study.set_user_attr("created", time.strftime("%Y-%m-%d %H:%M:%S"))
+        study.set_user_attr("provenance", provenance)
+        for label, values in pspace.seeds:
+            study.enqueue_trial(values, user_attrs={"seed": label})
+        info["created"] = True
+        info["imported"] = _import_known(study, storage, space, pspace, existing)
+    else:
+        study = optuna.load_study(study_name=name, storage=storage)
+        answered = {
+            trial_key(pspace, t.params)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        }
+        retry: dict[tuple[int, ...], int] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial = _user_attr_setter(study, t._trial_id)
+            trial.set_user_attr("outcome", Outcome.INTERRUPTED)
+            trial.set_user_attr("fail_reason", "the search driver stopped while this trial ran (killed?); its schedule is retried")
+            study.tell(t.number, state=TrialState.FAIL)
+            info["recovered"] += 1
+            key = trial_key(pspace, t.params)
+            if key is not None and key not in answered:
+                retry.setdefault(key, t.number)
+        for key, number in retry.items():
+            values = dict(zip((p.name for p in pspace.params), key))
+            study.enqueue_trial(values, user_attrs={"retry_of": number})
+            sid = pspace.schedule(values).id
+            if (plan.paths.checkpoint_dir / weights_filename(sid).replace(".safetensors", ".pt")).exists():
+                info["checkpoints"].add(key)
+        info["retry"] = list(retry)
+    study.set_user_attr("trials", space.search.trials)
+    return info
+
+
+def _import_known(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, space: SearchSpace, pspace: ParamSpace, names: list[str]
+) -> int:
+    """Add results of other studies in ``storage`` at the same fidelity (``study.add_trial``)."""
+    from optuna.trial import create_trial  # noqa: PLC0415
+
+    from ._searcher import Outcome  # noqa: PLC0415
+
+    key = space.fidelity_key()
+    seen: set[tuple[int, ...]] = set()
+    added = 0
+    for other in names:
+        src = optuna.load_study(study_name=other, storage=storage)
+        if src.user_attrs.get("fidelity_key") != key:
+            continue
+        for t in src.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            attrs = dict(t.user_attrs)
+            if attrs.get("outcome") not in (Outcome.EVALUATED, Outcome.IMPORTED) or "schedule" not in attrs:
+                continue
+            try:
+                values = pspace.values_of(attrs["schedule"])
+            except (SpaceError, KeyError):
+                continue
+            k = tuple(values.values())
+            by_name = dict(zip(src.metric_names or [], t.values))
+            if k in seen or any(o not in by_name for o in space.objectives):
+                continue
+            seen.add(k)
+            constraints = {}
+            c = space.constraints
+            for cname, limit, value in (
+                ("max_flops", c.max_flops, attrs.get("flops")),
+                ("max_params", c.max_params, attrs.get("params")),
+                ("max_latency_ms", c.max_latency_ms, attrs.get("latency_ms")),
+            ):
+                if limit is not None and value is not None:
+                    constraints[cname] = (value - limit) / limit
+            breached = any(v > 0 for v in constraints.values())
+            attrs.update(outcome=Outcome.INFEASIBLE if breached else Outcome.IMPORTED, imported_from=f"{other}#{t.number}")
+            if breached:
+                attrs["prune_reason"] = "constraint (imported result)"
+            study.add_trial(
+                create_trial(
+                    state=TrialState.PRUNED if breached else TrialState.COMPLETE,
+                    values=None if breached else [by_name[o] for o in space.objectives],
+                    params=values, distributions=pspace.distributions(), user_attrs=attrs,
+                    constraints=constraints or None,
+                )  # fmt: skip
+            )
+            added += 1
+    return added

@@ -1,0 +1,193 @@
+"""What one Ray Tune trial runs on a worker: schedule -> model -> cost -> (constraints) -> train.
+
+The trial only *reports* (``ray.tune.report``); it never writes the study -- the driver alone does,
+so SQLite sees one writer. Each report carries every objective (Tune checks that the searcher's
+metrics are present) and a ``status``:
+
+* ``"infeasible"`` -- one report at epoch 0 when a cost constraint is broken; nothing is trained;
+* ``"training"`` -- after each epoch but the last;
+* ``"done"`` -- after the last epoch, once the final weights are saved.
+
+A trial that raises (non-finite loss, out of memory, a data error) simply raises: Tune marks it
+ERROR and the driver records the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrialContext", "train_trial", "weights_filename"]
+
+#: Data sets already loaded in this worker process (Tune reuses actors between trials).
+_DATA_CACHE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its parameters; shipped once through Ray's object store.
+
+    Attributes:
+        space: the validated space, as plain data.
+        weights_dir: absolute folder for final weights (``<schedule>.safetensors``).
+        checkpoint_dir: absolute folder for per-epoch checkpoints of running trials.
+        latency_cache: absolute JSON file of measured latencies (one measurement per schedule).
+        study_name: recorded in the weights' metadata.
+    """
+
+    space: dict[str, Any]
+    weights_dir: str
+    checkpoint_dir: str
+    latency_cache: str
+    study_name: str
+
+
+def weights_filename(schedule_id: str) -> str:
+    """A file-safe name for a schedule id: ``nin:1-2-4`` -> ``nin_1-2-4.safetensors``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in schedule_id)
+    return f"{safe}.safetensors"
+
+
+def _checkpoint_filename(schedule_id: str) -> str:
+    return weights_filename(schedule_id).removesuffix(".safetensors") + ".pt"
+
+
+def _init_seed(schedule_id: str, seed: int) -> int:
+    """A fixed initialisation seed per schedule, so a trial is reproducible."""
+    return int(hashlib.sha1(f"{schedule_id}|{seed}".encode()).hexdigest()[:8], 16)
+
+
+def _load_data_cached(space: Any) -> Any:
+    from deeproots.data import load_data  # noqa: PLC0415
+
+    key = space.data.model_dump_json()
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # one data set per worker is enough
+        d = space.data
+        _DATA_CACHE[key] = load_data(
+            d.name, d.root, subset=d.subset, val_size=d.val_size, seed=d.seed, **d.options
+        )
+    return _DATA_CACHE[key]
+
+
+def _save_weights(model: Any, path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)  # atomic: a killed trial never leaves half a file
+
+
+def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable. ``config`` holds the sampled parameters (+ ``__resume``)."""
+    import torch  # noqa: PLC0415
+    from ray import tune  # noqa: PLC0415
+
+    import deeproots  # noqa: PLC0415
+    from deeproots.training import fit  # noqa: PLC0415
+
+    from ._config import SearchSpace, make_train_config  # noqa: PLC0415
+    from ._space import build_param_space  # noqa: PLC0415
+
+    space = SearchSpace.model_validate(ctx.space)
+    pspace = build_param_space(space)
+    resume = bool(config.get("__resume", False))
+    values = {p.name: int(config[p.name]) for p in pspace.params}
+    schedule = pspace.schedule(values)
+    train_cfg = make_train_config(space.trainer)
+    cpus = max(1, int(space.resources.cpus_per_trial))
+    if train_cfg.threads is None and space.resources.gpus_per_trial == 0:
+        train_cfg = dataclasses.replace(train_cfg, threads=cpus)
+    epochs = train_cfg.epochs
+
+    torch.manual_seed(_init_seed(schedule.id, train_cfg.seed))
+    model = deeproots.build_model(space.model.arch, schedule, num_classes=pspace.num_classes, **space.model.options)
+    cost = deeproots.count_cost(model, pspace.input_size)
+    base: dict[str, Any] = {
+        "schedule_id": schedule.id,
+        "flops": float(cost.flops),
+        "params": float(cost.params),
+        "epochs": epochs,
+        "deeproots_version": deeproots.__version__,
+        "host": os.uname().nodename,
+    }
+    if space.measures_latency:
+        lat = space.latency
+        latency = deeproots.measure_latency(
+            copy.deepcopy(model), pspace.input_size, device=lat.device, batch_size=lat.batch_size,
+            threads=lat.threads or cpus, cache=ctx.latency_cache,
+        )  # fmt: skip
+        base["latency_ms"] = float(latency.ms)
+    else:
+        base["latency_ms"] = float("nan")
+
+    limits = space.constraints
+    breaches = [
+        f"{what} {value:,.0f} > {limit:,.0f}" if what != "latency_ms" else f"latency {value:.3f} ms > {limit:.3f} ms"
+        for what, value, limit in (
+            ("flops", base["flops"], limits.max_flops),
+            ("params", base["params"], limits.max_params),
+            ("latency_ms", base["latency_ms"], limits.max_latency_ms),
+        )
+        if limit is not None and value > limit
+    ]
+    if breaches:
+        tune.report({**base, "status": "infeasible", "reason": "; ".join(breaches), "epoch": 0,
+                     "val_accuracy": 0.0, "device": "-", "images_per_second": 0.0})  # fmt: skip
+        return
+
+    data = _load_data_cached(space)
+    ckpt = Path(ctx.checkpoint_dir) / _checkpoint_filename(schedule.id)
+    if not resume and ckpt.exists():
+        ckpt.unlink()  # a retry after a failure starts afresh (new init); an interrupted one resumes
+    weights = Path(ctx.weights_dir) / weights_filename(schedule.id)
+    before: list[float] = []  # validation accuracies of the epochs a resumed checkpoint holds
+    if resume and ckpt.exists():
+        before = [h["val_accuracy"] for h in torch.load(ckpt, map_location="cpu", weights_only=True)["history"]]
+    base["history_before"] = json.dumps(before)
+    started = time.perf_counter()
+    device_box: dict[str, str] = {}
+
+    def on_epoch(r: Any) -> None:
+        status = "training"
+        extra: dict[str, Any] = {}
+        if r.epoch == epochs:
+            # Weights first: a scheduler may stop the trial at this very report.
+            _save_weights(model, weights, {"schedule_id": schedule.id, "arch": schedule.arch,
+                                           "num_classes": str(pspace.num_classes), "study": ctx.study_name})  # fmt: skip
+            status = "done"
+            extra["weights"] = str(weights)
+        tune.report({
+            **base, **extra, "status": status, "epoch": r.epoch, "val_accuracy": float(r.val_accuracy),
+            "val_loss": float(r.val_loss), "train_loss": float(r.train_loss),
+            "images_per_second": float(r.images_per_second), "epoch_seconds": float(r.seconds),
+            "train_seconds_total": time.perf_counter() - started,
+            "device": device_box.get("device") or _device_of(model),
+        })  # fmt: skip
+
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    fit(model, data, train_cfg, on_epoch=on_epoch, checkpoint_path=ckpt, resume=resume)
+    try:
+        ckpt.unlink()
+    except OSError:
+        pass
+
+
+def _device_of(model: Any) -> str:
+    p = next(model.parameters(), None)
+    if p is None:
+        return "cpu"
+    if p.device.type == "cuda":
+        import torch  # noqa: PLC0415
+
+        return f"cuda ({torch.cuda.get_device_name(p.device)})"
+    return "cpu"

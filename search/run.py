@@ -1,0 +1,90 @@
+"""``python -m search.run SPACE``: run, resume or dry-run the search a space file describes.
+
+Example:
+    python -m search.run spaces/nin.yaml --set data.root=/data --set search.trials=20
+    python -m search.run spaces/nin-spatial.yaml --dry-run
+    optuna-dashboard sqlite:///runs/nin/study.db
+
+Exit status: 0 done (or dry run), 1 a runtime error, 2 an invalid space, override or option (one
+line on stderr, nothing written), 130 stopped by Ctrl-C (everything finished so far is kept;
+rerunning the same command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from ._config import SpaceError, load_space
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        print(f"error: {message} (see python -m search.run --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m search.run",
+        description="Search grouping schedules: Ray Tune trials, Optuna multi-objective Pareto search.",
+        epilog="Keys of a space file: spaces/README.md. Rerunning the same command resumes the run.",
+    )
+    p.add_argument("space", help="search-space YAML file (spaces/*.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a key of the space (value parsed as YAML); repeatable")  # fmt: skip
+    p.add_argument("--name", help="run name (default: the space's name); the run lives in RUNS/NAME/")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///runs/NAME/study.db)")
+    p.add_argument("--address", help="address of an existing Ray cluster (ray start --head); default: a local one")
+    p.add_argument("--runs-dir", default="runs", help="folder holding run folders (default: runs)")
+    p.add_argument("--dry-run", action="store_true", help="validate and describe the space; train nothing, write nothing")
+    p.add_argument("--fresh", action="store_true", help="start a new study when the run exists with another space")
+    p.add_argument("--no-estimate", action="store_true", help="skip the timed batch and the run-time estimate")
+    p.add_argument("--no-export", action="store_true", help="skip the export step at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run; returns the exit status.
+
+    Example:
+        >>> from search.run import main
+        >>> main(["spaces/nin-spatial.yaml", "--dry-run", "--no-estimate"])  # doctest: +SKIP
+        0
+    """
+    args = _parser().parse_args(argv)
+    try:
+        space = load_space(args.space, args.overrides, name=args.name, check_data=not args.dry_run)
+        from ._study import make_sampler, plan_run  # noqa: PLC0415 (heavy imports after the cheap checks)
+
+        make_sampler(space, space.search.trials)
+        plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh)
+        if args.dry_run:
+            from ._runner import dry_run  # noqa: PLC0415
+
+            dry_run(space, plan, estimate=not args.no_estimate)
+            return 0
+    except SpaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from ._runner import run_search  # noqa: PLC0415
+
+    try:
+        result = run_search(
+            space, runs_dir=args.runs_dir, storage=args.storage, address=args.address, fresh=args.fresh,
+            estimate=not args.no_estimate, export=not args.no_export,
+        )  # fmt: skip
+    except SpaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C); rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
