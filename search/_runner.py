@@ -487,9 +487,12 @@ def _tune(
     )  # fmt: skip
     searcher.on_event = lambda msg: out(f"  {msg}")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing; progress is ours
+    # A trial's error is recorded in the study (fail_reason) and its folder (error.txt); Tune's
+    # tracebacks and its "resume with Tuner.restore" hints would only bury the progress lines.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     tune_logger = logging.getLogger("ray.tune")
     level = tune_logger.level
-    tune_logger.setLevel(logging.ERROR)  # Tune's "resume with Tuner.restore" hints do not apply here
+    tune_logger.setLevel(logging.CRITICAL)
     interrupted = False
     try:
         tuner.fit()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import re
 from collections import Counter
@@ -284,17 +285,16 @@ class ScheduleSearch(OptunaSearch):
 
     # ------------------------------------------------------------------ results
     def on_trial_result(self, trial_id: str, result: dict) -> None:  # noqa: D102
-        self._note_epoch(trial_id, result)
+        self._note_epoch(self._inflight.get(trial_id), result)
 
-    def _note_epoch(self, trial_id: str, result: dict | None) -> None:
-        f = self._inflight.get(trial_id)
+    def _note_epoch(self, f: _InFlight | None, result: dict | None) -> None:
         if f is None or not result or result.get("status") not in ("training", "done"):
             return
         if not f.before and result.get("history_before"):
             f.before = list(json.loads(result["history_before"]))
         epoch = int(result["epoch"])
-        if f.epochs and f.epochs[-1]["epoch"] >= epoch:
-            return
+        while f.epochs and f.epochs[-1]["epoch"] >= epoch:  # a repeated report: the latest wins
+            f.epochs.pop()
         f.epochs.append({
             "epoch": epoch, "val_accuracy": float(result["val_accuracy"]),
             "images_per_second": float(result.get("images_per_second", math.nan)),
@@ -312,7 +312,7 @@ class ScheduleSearch(OptunaSearch):
         if not result or "status" not in result:
             self._fail(f, Outcome.INTERRUPTED, "stopped before it reported a result")
             return
-        self._note_epoch(trial_id, result)
+        self._note_epoch(f, result)
         status = result["status"]
         t = f.ot_trial
         self._set_result_attrs(t, f, result)
@@ -348,6 +348,7 @@ class ScheduleSearch(OptunaSearch):
             "params": int(result["params"]),
             "epochs": self._epochs,
             "host": result.get("host"),
+            "node_id": result.get("node_id"),
             "deeproots_version": result.get("deeproots_version"),
             **self._provenance,
         }
@@ -363,9 +364,9 @@ class ScheduleSearch(OptunaSearch):
             attrs["device"] = result.get("device")
             if len(f.before):
                 attrs["resumed_from_epoch"] = len(f.before)
+        if result.get("recovered"):
+            attrs["recovered"] = "trained by an earlier attempt whose driver stopped before recording it"
         if result.get("weights"):
-            import os  # noqa: PLC0415
-
             attrs["weights"] = os.path.relpath(result["weights"], self._run_dir)
         for k, v in attrs.items():
             if v is not None:
@@ -455,9 +456,13 @@ class FailureRecorder(Callback):
         return {}
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        reason = "the trial raised (no error recorded)"
         try:
-            err = trial.get_error()
-            reason = one_line(str(err)) if err is not None else "the trial raised (no error recorded)"
+            # Tune has just written the error to the trial's local folder (synced to storage later).
+            path = trial.error_file
+            text = open(path).read() if path and os.path.exists(path) else trial.get_error()
+            if text:
+                reason = one_line(str(text))
         except Exception as e:  # noqa: BLE001 (a reason is nice to have, never fatal)
             reason = f"the trial raised ({type(e).__name__} while reading the error)"
         self._searcher.record_error(trial.trial_id, reason)

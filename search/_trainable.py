@@ -89,6 +89,7 @@ def _save_weights(model: Any, path: Path, metadata: dict[str, str]) -> None:
 
 def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable. ``config`` holds the sampled parameters (+ ``__resume``)."""
+    import ray  # noqa: PLC0415
     import torch  # noqa: PLC0415
     from ray import tune  # noqa: PLC0415
 
@@ -119,6 +120,7 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         "epochs": epochs,
         "deeproots_version": deeproots.__version__,
         "host": os.uname().nodename,
+        "node_id": ray.get_runtime_context().get_node_id(),
     }
     if space.measures_latency:
         lat = space.latency
@@ -145,34 +147,48 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                      "val_accuracy": 0.0, "device": "-", "images_per_second": 0.0})  # fmt: skip
         return
 
+    weights = Path(ctx.weights_dir) / weights_filename(schedule.id)
+    done_file = weights.with_suffix(".json")
+    recovered = _read_done(done_file, schedule.id, epochs)
+    if recovered is not None and weights.exists():
+        # Trained to the end by an earlier attempt whose driver died before recording it.
+        scalars = {k: v for k, v in recovered.items() if k != "history"}
+        tune.report({**base, **scalars, "history_before": json.dumps(recovered["history"][:-1]),
+                     "status": "done", "weights": str(weights), "recovered": True})  # fmt: skip
+        return
+
     data = _load_data_cached(space)
     ckpt = Path(ctx.checkpoint_dir) / _checkpoint_filename(schedule.id)
     if not resume and ckpt.exists():
         ckpt.unlink()  # a retry after a failure starts afresh (new init); an interrupted one resumes
-    weights = Path(ctx.weights_dir) / weights_filename(schedule.id)
     before: list[float] = []  # validation accuracies of the epochs a resumed checkpoint holds
     if resume and ckpt.exists():
         before = [h["val_accuracy"] for h in torch.load(ckpt, map_location="cpu", weights_only=True)["history"]]
     base["history_before"] = json.dumps(before)
     started = time.perf_counter()
-    device_box: dict[str, str] = {}
+    history: list[float] = list(before)
+    speeds: list[float] = []
 
     def on_epoch(r: Any) -> None:
+        history.append(float(r.val_accuracy))
+        speeds.append(float(r.images_per_second))
+        metrics = {
+            "epoch": r.epoch, "val_accuracy": float(r.val_accuracy), "val_loss": float(r.val_loss),
+            "train_loss": float(r.train_loss), "images_per_second": float(r.images_per_second),
+            "epoch_seconds": float(r.seconds), "train_seconds_total": time.perf_counter() - started,
+            "device": _device_of(model),
+        }  # fmt: skip
         status = "training"
-        extra: dict[str, Any] = {}
         if r.epoch == epochs:
-            # Weights first: a scheduler may stop the trial at this very report.
+            # Weights (and the result beside them) first: a scheduler may stop the trial at this
+            # very report, and a driver that dies now finds the result on the retry.
             _save_weights(model, weights, {"schedule_id": schedule.id, "arch": schedule.arch,
                                            "num_classes": str(pspace.num_classes), "study": ctx.study_name})  # fmt: skip
+            _write_done(done_file, {**metrics, "schedule_id": schedule.id, "epochs": epochs, "history": history,
+                                    "images_per_second": sum(speeds) / len(speeds)})  # fmt: skip
             status = "done"
-            extra["weights"] = str(weights)
-        tune.report({
-            **base, **extra, "status": status, "epoch": r.epoch, "val_accuracy": float(r.val_accuracy),
-            "val_loss": float(r.val_loss), "train_loss": float(r.train_loss),
-            "images_per_second": float(r.images_per_second), "epoch_seconds": float(r.seconds),
-            "train_seconds_total": time.perf_counter() - started,
-            "device": device_box.get("device") or _device_of(model),
-        })  # fmt: skip
+            metrics["weights"] = str(weights)
+        tune.report({**base, **metrics, "status": status})
 
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     fit(model, data, train_cfg, on_epoch=on_epoch, checkpoint_path=ckpt, resume=resume)
@@ -180,6 +196,22 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         ckpt.unlink()
     except OSError:
         pass
+
+
+def _write_done(path: Path, result: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+
+
+def _read_done(path: Path, schedule_id: str, epochs: int) -> dict[str, Any] | None:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if result.get("schedule_id") != schedule_id or result.get("epochs") != epochs:
+        return None
+    return {k: v for k, v in result.items() if k not in ("schedule_id", "epochs")}
 
 
 def _device_of(model: Any) -> str:

@@ -1,0 +1,73 @@
+"""Shared fixtures: one Ray session for the whole test session, tiny synthetic spaces."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+#: NIN at 16x16 on 96 synthetic training images: a trial epoch takes about a second on one CPU thread.
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "model": {"arch": "nin", "input_size": [3, 16, 16]},
+    "groups": [{"layers": ["conv2a", "conv3a"], "choices": [1, 2, 4]}],
+    "seeds": ["orig"],
+    "data": {
+        "name": "synthetic",
+        "val_size": 64,
+        "options": {"num_train": 160, "num_test": 32, "input_size": [3, 16, 16]},
+    },
+    "trainer": {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05},
+    "search": {"sampler": "random", "trials": 3, "seed": 0},
+    "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+}
+
+
+def tiny(**over: Any) -> dict[str, Any]:
+    """The tiny space with overrides (nested dicts merge)."""
+    return merge(TINY, over)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Any:
+    """One local Ray for every test that needs it (startup costs seconds on 2 cores)."""
+    import ray
+
+    from tests.search.faulty import register
+
+    register()
+    if not ray.is_initialized():
+        pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+            runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
+        )  # fmt: skip
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def faulty() -> None:
+    """Register the ``nin_faulty`` test architecture in this process."""
+    from tests.search.faulty import register
+
+    register()

@@ -1,0 +1,152 @@
+"""Space files: validation, shorthands, overrides, the CLI's exit-2 errors and --dry-run (no Ray)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from search import SpaceError, build_param_space, load_space
+from search.run import main
+from tests.search.conftest import PYTHON, ROOT, tiny
+
+SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_shipped_spaces_validate(path: Path) -> None:
+    space = load_space(path, check_data=False)
+    pspace = build_param_space(space)
+    assert space.name == path.stem
+    assert pspace.size >= 2
+    assert pspace.seeds, "every shipped space seeds with the paper's schedules"
+    for label, values in pspace.seeds:  # seeds are points of the space
+        assert pspace.values_of(pspace.groups_of(values)) == values, label
+
+
+def test_nin_space_searches_every_conv() -> None:
+    p = build_param_space(load_space(ROOT / "spaces/nin.yaml"))
+    searched = {layer for param in p.params for layer in param.layers}
+    # conv1a (3 input channels) can only take 1 group: fixed, everything else searched.
+    assert searched == {f"conv{i}{c}" for i in (1, 2, 3) for c in "abc"} - {"conv1a"}
+    assert dict(p.fixed) == {"conv1a": 1}
+    assert p.size == 6**7 * 2
+    assert len(p.seeds) == 13  # orig + root/col/tree x 4
+
+
+def test_nin_spatial_is_the_papers_space() -> None:
+    p = build_param_space(load_space(ROOT / "spaces/nin-spatial.yaml"))
+    assert [q.name for q in p.params] == ["conv2a", "conv3a"]
+    assert p.size == 36 and p.enumerable
+
+
+def test_per_stage_and_per_block_shorthands() -> None:
+    per_stage = build_param_space(load_space(ROOT / "spaces/resnet50-cifar.yaml"))
+    assert [q.name for q in per_stage.params] == ["layer1", "layer2", "layer3", "layer4"]
+    assert [len(q.layers) for q in per_stage.params] == [3, 4, 6, 3]
+    per_block = build_param_space(load_space(ROOT / "spaces/resnet50.yaml", check_data=False))
+    assert len(per_block.params) == 16 and all(q.name.endswith(".conv2") for q in per_block.params)
+    inception = build_param_space(load_space(ROOT / "spaces/googlenet.yaml", check_data=False))
+    assert [q.name for q in inception.params] == ["conv2", "inception3", "inception4", "inception5"]
+    assert inception.params[2].choices == (1, 2, 4, 8)  # a 5x5 branch of inception4 has 24 inputs
+
+
+def test_later_rules_override_and_single_choices_are_fixed() -> None:
+    space = load_space(tiny(groups=[{"choices": [1, 2]}, {"layers": "conv3*", "choices": [1]}]))
+    p = build_param_space(space)
+    assert {q.name for q in p.params} == {"conv1b", "conv1c", "conv2a", "conv2b", "conv2c"}
+    assert p.fixed["conv3a"] == 1 and p.fixed["conv1a"] == 1
+
+
+def test_schedule_round_trip() -> None:
+    p = build_param_space(load_space(tiny()))
+    values = {"conv2a": 4, "conv3a": 2}
+    sched = p.schedule(values)
+    assert sched.id == "nin:1-1-1-4-1-1-2-1-1"
+    assert p.values_of(sched.groups) == values
+
+
+def test_overrides_are_parsed_as_yaml_and_validated() -> None:
+    space = load_space(ROOT / "spaces/nin.yaml", ["search.trials=7", "groups.0.choices=[1, 2]", "trainer.lr=0.05",
+                                                 "constraints.max_flops=1e8", "data.subset=null"])  # fmt: skip
+    assert space.search.trials == 7
+    assert space.groups[0].choices == [1, 2]
+    assert space.trainer["lr"] == 0.05
+    assert space.constraints.max_flops == 1e8
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("search.sampler=annealing", "search.sampler"),
+        ("search.trials=0", "search.trials"),
+        ("search.colour=red", "search.colour"),
+        ("groups.0.layers=conv9", "groups.0.layers"),
+        ("groups.0.choices=[3]", "groups.0.choices"),
+        ("groups.5.choices=[1]", "groups.5"),
+        ("seeds=[root-64]", "seeds.0"),
+        ("seeds=[nope-2]", "seeds.0"),
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.optimizer=adam", "trainer.optimizer"),
+        ("model.arch=vgg16", "model.arch"),
+        ("objectives=[flops, params]", "objectives"),
+        ("data.name=mnist", "data.name"),
+        ("data.root=/does/not/exist", "data.root"),
+        ("storage=not-a-url", "storage"),
+        ("search.sampler_options={population_size: 1}", "search.sampler_options"),
+        ("resources.gpus_per_trial=-1", "resources.gpus_per_trial"),
+        ("trials", "--set"),
+    ],
+)
+def test_invalid_override_exit_2_one_line_nothing_written(
+    override: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main([str(ROOT / "spaces/nin.yaml"), "--set", override, "--no-estimate"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert f"{key}:" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_space_file_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {arch: nin}\ngroups: [{choices: [1, 2]}]\n")  # no search.trials
+    assert main([str(bad)]) == 2
+    assert "search: required key is missing" in capsys.readouterr().err
+    bad.write_text("model: [unclosed\n")
+    assert main([str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_cli_process_exit_status_and_single_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [PYTHON, "-m", "search.run", str(ROOT / "spaces/nin.yaml"), "--set", "search.sampler=annealing"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "search.sampler" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_describes_without_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([str(ROOT / "spaces/nin-spatial.yaml"), "--dry-run", "--set", "trainer.epochs=1",
+                 "--set", "data.subset=1000"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "distinct schedules: 36" in out
+    assert "87.6M .. 222M" in out  # FLOPs range: conv2a/conv3a at 32 groups .. the original NIN
+    assert "root-8" in out and "estimated run time" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_space_error_names_key() -> None:
+    with pytest.raises(SpaceError) as e:
+        load_space(tiny(search={"sampler": "random", "trials": 2, "asha": {"reduction_factor": 1}}))
+    assert e.value.key == "search.asha.reduction_factor"

@@ -1,0 +1,244 @@
+"""Whole searches on Ray (tiny NIN on synthetic 16x16 images, CPU): the study they leave behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from search import Outcome, load_space, run_search
+from tests.search.conftest import PYTHON, ROOT, tiny
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def search(tmp_path: Path, **over: Any) -> tuple[Any, optuna.Study, list[str]]:
+    lines: list[str] = []
+    space = load_space(tiny(**over))
+    result = run_search(space, runs_dir=tmp_path / "runs", estimate=False, export=False, print_fn=lambda x: lines.append(str(x)))
+    study = optuna.load_study(study_name=result.paths.study_name, storage=result.paths.storage_url)
+    return result, study, lines
+
+
+def trained_trials(result: Any) -> int:
+    """Tune trials that ran (one folder each), whatever their outcome."""
+    return sum(1 for _ in result.paths.ray_dir.glob("*/trial_*"))
+
+
+def evaluated(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.user_attrs.get("outcome") in (Outcome.EVALUATED, Outcome.EARLY_STOPPED)]
+
+
+def test_search_writes_complete_trials_with_all_objectives(ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result, study, lines = search(tmp_path, search={"trials": 3})
+    assert result.evaluated == 3 and not result.interrupted
+    assert result.paths.storage_url == f"sqlite:///{tmp_path}/runs/tiny/study.db"
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    assert len({t.user_attrs["schedule_id"] for t in complete}) == 3
+    assert study.metric_names == ["val_accuracy", "flops", "params"]
+    for t in complete:
+        acc, flops, params = t.values
+        assert 0 <= acc <= 1 and flops > 0 and params > 0
+        a = t.user_attrs
+        assert a["flops"] == flops and a["params"] == params and a["val_accuracy_per_epoch"][-1] == acc
+        assert a["device"] == "cpu" and a["images_per_second"] > 0 and a["deeproots_version"]
+        assert set(a["schedule"]) >= {"conv2a", "conv3a"} and a["schedule_id"].startswith("nin:")
+        weights = result.paths.root / a["weights"]
+        assert weights.is_file()  # export needs no retraining
+    from safetensors.torch import load_file
+
+    import deeproots
+
+    t0 = complete[0]
+    model = deeproots.build_model("nin", t0.user_attrs["schedule"])
+    model.load_state_dict(load_file(result.paths.root / t0.user_attrs["weights"]))
+    assert result.pareto and all(r["schedule_id"] for r in result.pareto)
+    assert any("optuna-dashboard sqlite:///" in line for line in lines)
+    assert json.loads((result.paths.root / "run.json").read_text())["study_name"] == "tiny"
+
+
+def test_failing_trial_is_recorded_and_the_search_goes_on(ray_session: Any, faulty: None, tmp_path: Path) -> None:
+    # conv2a with 4 groups makes nin_faulty's logits NaN: that trial raises NonFiniteLossError.
+    result, study, _ = search(
+        tmp_path, model={"arch": "nin_faulty"}, seeds=["nin_faulty:1-1-1-4-1-1-1-1-1", "orig"],
+        search={"trials": 2, "max_retries": 0},
+    )  # fmt: skip
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed and failed[0].number == 0  # the first seed
+    for t in failed:  # the seed, other conv2a=4 schedules, proposals of a schedule given up on
+        assert t.params["conv2a"] == 4 and t.user_attrs["outcome"] in (Outcome.FAILED, Outcome.SKIPPED)
+    reason = failed[0].user_attrs["fail_reason"]
+    assert reason.startswith("deeproots.training.NonFiniteLossError: training loss is nan at step 1"), reason
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert result.evaluated == 2 and len(complete) == 2 and all(t.params["conv2a"] != 4 for t in complete)
+
+
+def test_asha_stopped_trials_end_pruned(ray_session: Any, faulty: None, tmp_path: Path) -> None:
+    # conv3a with 4 groups gives nin_faulty constant logits (chance accuracy): ASHA stops them.
+    result, study, _ = search(
+        tmp_path, model={"arch": "nin_faulty"},
+        seeds=["orig", "nin_faulty:1-1-1-1-1-1-4-1-1", "nin_faulty:1-1-1-2-1-1-4-1-1"],
+        data={"options": {"num_train": 320}}, trainer={"epochs": 3},
+        search={"trials": 3, "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2}},
+        resources={"max_concurrent": 1},
+    )  # fmt: skip
+    pruned = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.EARLY_STOPPED]
+    assert pruned, [(t.number, t.state, t.user_attrs.get("outcome")) for t in study.trials]
+    front = {t.number for t in study.best_trials}
+    for t in pruned:
+        assert t.state == TrialState.PRUNED and t.number not in front
+        assert t.user_attrs["epochs_trained"] < 3 and "ASHA" in t.user_attrs["prune_reason"]
+    assert result.evaluated == 3  # early-stopped trials count as evaluated
+
+
+def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session: Any, tmp_path: Path) -> None:
+    result, study, lines = search(
+        tmp_path, groups=[{"layers": "conv2a", "choices": [1, 2]}], search={"trials": 5, "seed": 3},
+        resources={"max_concurrent": 1},
+    )  # fmt: skip
+    assert result.exhausted and result.evaluated == 2
+    assert any("holds only 2 distinct schedules" in line for line in lines)
+    assert trained_trials(result) == 2  # each schedule trained once
+    dups = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.DUPLICATE]
+    assert dups, "seed 3 makes the random sampler propose a schedule it has seen"
+    for t in dups:
+        original = study.trials[t.user_attrs["duplicate_of"]]
+        assert t.values == original.values and t.params == original.params
+
+
+def test_constraint_keeps_a_schedule_off_the_front(ray_session: Any, tmp_path: Path) -> None:
+    # orig NIN at 16x16 costs ~55.6M FLOPs; every grouped schedule of the space costs less.
+    result, study, _ = search(tmp_path, constraints={"max_flops": 5.0e7}, search={"trials": 2})
+    orig = study.trials[0]
+    assert orig.user_attrs["seed"] == "orig" and orig.state == TrialState.PRUNED
+    assert orig.user_attrs["outcome"] == Outcome.INFEASIBLE and "flops" in orig.user_attrs["prune_reason"]
+    assert "weights" not in orig.user_attrs and "val_accuracy_per_epoch" not in orig.user_attrs  # not trained
+    assert orig.number not in {t.number for t in study.best_trials}
+    assert result.evaluated == 2  # the breach did not count
+    assert all(t.constraints["max_flops"] <= 0 for t in study.best_trials)
+
+
+# ------------------------------------------------------------------------------ driver killed
+
+
+def _write_space(tmp_path: Path, **over: Any) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(tiny(**over)))
+    return path
+
+
+def _states(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db, timeout=30) as con:
+        return dict(con.execute("select state, count(*) from trials group by state").fetchall())
+
+
+def _start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(cmd, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Kill what the driver started that outlived it (Ray's agents), by its process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
+    space = _write_space(tmp_path, data={"options": {"num_train": 320}}, trainer={"epochs": 3},
+                         search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
+    cmd = [PYTHON, "-m", "search.run", str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
+    db = tmp_path / "runs/tiny/study.db"
+    proc = _start(cmd, tmp_path, tmp_path / "first.log")
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if db.exists():
+                s = _states(db)
+                if s.get("COMPLETE", 0) >= 1 and s.get("RUNNING", 0) >= 1:
+                    break
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+        else:
+            pytest.fail("the first run never had a finished and a running trial")
+        before = _states(db)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        _reap(proc)
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "marked FAIL" in second.stdout
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    done = evaluated(study)
+    ids = [t.user_attrs["schedule_id"] for t in done]
+    assert len(ids) == 3 and len(set(ids)) == 3, ids  # the budget, none trained twice
+    interrupted = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.INTERRUPTED]
+    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    retried = {t.user_attrs["schedule_id"] for t in interrupted if "schedule_id" in t.user_attrs}
+    assert retried <= set(ids)  # their schedules were evaluated on the rerun
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    print(f"\nbefore kill: {before}; after rerun: {_states(db)}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    space = _write_space(tmp_path, data={"options": {"num_train": 320}}, trainer={"epochs": 3},
+                         search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
+    cmd = [PYTHON, "-m", "search.run", str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
+    db = tmp_path / "runs/tiny/study.db"
+    proc = _start(cmd, tmp_path, tmp_path / "first.log")
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (db.exists() and _states(db).get("COMPLETE", 0) >= 1):
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(120)
+    finally:
+        _reap(proc)
+    log = (tmp_path / "first.log").read_text()
+    assert code == 130, log
+    assert "rerun the same command to resume" in log and "Traceback" not in log
+    assert _states(db).get("RUNNING", 0) == 0  # every open trial was closed
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert second.returncode == 0, second.stdout + second.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    ids = [t.user_attrs["schedule_id"] for t in evaluated(study)]
+    assert len(ids) == 3 and len(set(ids)) == 3
+
+
+@pytest.mark.slow
+def test_search_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
+    space = _write_space(tmp_path, search={"trials": 3})
+    script = f"""
+import sys
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+from search.run import main
+code = main([{str(space)!r}, "--runs-dir", "runs", "--no-estimate", "--no-export", "--address", cluster.address])
+cluster.shutdown()
+sys.exit(code)
+"""
+    proc = subprocess.run([PYTHON, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/runs/tiny/study.db")
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3
+    nodes = {t.user_attrs["node_id"] for t in done}
+    assert len(nodes) == 2  # one CPU per node, one per trial: two trials at once means both nodes
