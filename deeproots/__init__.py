@@ -60,3 +60,7 @@ __all__ += [
     "StepProgress",
     "NonFiniteLossError",
 ]
+
+from ._exported import load_exported  # noqa: E402  (exported Pareto models: YAML + safetensors)
+
+__all__ += ["load_exported"]
