@@ -209,8 +209,8 @@ def _train_config(space: dict[str, Any]) -> dict[str, Any]:
         return dict(space.get("trainer") or {})
 
 
-def _geometry(space: dict[str, Any], trial: FrozenTrial) -> tuple[list[int], int]:
-    """(input size, classes) the trial's network was built and costed for."""
+def _geometry(space: dict[str, Any], arch: str) -> tuple[list[int], int]:
+    """(input size, classes) the study's networks were built and costed for."""
     from ._config import SearchSpace, data_geometry  # noqa: PLC0415
 
     model = space.get("model") or {}
@@ -218,17 +218,19 @@ def _geometry(space: dict[str, Any], trial: FrozenTrial) -> tuple[list[int], int
     if size is None or classes is None:
         try:
             geo_size, geo_classes = data_geometry(SearchSpace.model_validate(space))
-        except Exception:  # noqa: BLE001 (an old or partial space: fall back below)
+        except Exception:  # noqa: BLE001 (an old or partial space: the architecture's defaults below)
             geo_size, geo_classes = None, None
         size = size or geo_size
         classes = classes or geo_classes
     if size is None or classes is None:
+        import torch  # noqa: PLC0415
+
         import deeproots  # noqa: PLC0415
 
-        with __import__("torch").device("meta"):
-            m = deeproots.build_model(trial.user_attrs["arch"])
+        with torch.device("meta"):
+            m = deeproots.build_model(arch)
         size = size or m.default_input_size
-        classes = classes or 10
+        classes = classes or getattr(m, "num_classes", None) or 10
     return [int(v) for v in size], int(classes)
 
 
@@ -432,10 +434,7 @@ def export_study(
     Raises:
         ExportError: see :func:`export_run`.
     """
-    import deeproots  # noqa: PLC0415
-    from deeproots._exported import EXPORT_FORMAT, load_exported, sha256_file  # noqa: PLC0415
-
-    from ._report import outcome_counts, pareto_rows  # noqa: PLC0415
+    from ._report import pareto_rows  # noqa: PLC0415
 
     say = print_fn or _console_print()
     if onnx:
@@ -447,193 +446,225 @@ def export_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open(storage_url)
     study = _load_study(storage, storage_url, study_name)
-    name = study.study_name
-    out = Path(out_dir)
-    space = _space_of(study)
-    bases: list[Path] = []
-    if run_dir is not None:
-        bases.append(Path(run_dir))
-    db = _sqlite_file(storage_url)
-    if db is not None:
-        bases.append(db.parent)
-    run_name = study.user_attrs.get("run_name")
-    if run_name:
-        bases.append(Path("runs") / run_name)
-
-    rows_in = pareto_rows(study)
+    ctx = _Context.of(study, storage_url, Path(out_dir), run_dir)
+    front = pareto_rows(study)  # read once: trials a writer adds meanwhile wait for the next export
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    counts = _state_counts(study)
-    outcomes = outcome_counts(study)
-    objectives = list(study.metric_names or [])
-    out.mkdir(parents=True, exist_ok=True)
-    say(f"exporting {len(rows_in)} Pareto-optimal schedule(s) of study {name!r} ({storage_url}) to {out}/")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    say(f"exporting {len(front)} Pareto-optimal schedule(s) of study {ctx.name!r} ({storage_url}) to {ctx.out}/")
 
-    prov = deeproots.provenance()
-    exported_at = time.strftime("%Y-%m-%d %H:%M:%S")
-    train_cfg = _train_config(space)
-    data_cfg = dict(space.get("data") or {})
-    model_cfg = space.get("model") or {}
-    model_options = dict(model_cfg.get("options") or {})
-    data = None
-    device = _eval_device()
-    paper: dict[str, str] = {}
-    results: list[dict[str, Any]] = []
     files: dict[str, Path] = {}
-    orig_cost = None
-    geometry = None
+    items = [_write_model_files(ctx, row, trials[row["number"]], files, say) for row in front]
+    _evaluate_models(ctx, items, files, test=test, onnx=onnx, data_root=data_root, say=say)
 
-    for row in rows_in:
-        t = trials[row["number"]]
-        sid = row["schedule_id"]
-        arch = t.user_attrs.get("arch") or sid.split(":", 1)[0]
-        if geometry is None:
-            geometry = _geometry(space, t)
-            input_size, num_classes = geometry
+    rows = [_csv_row(it) for it in items]
+    for row, it in zip(rows, items):
+        row["record"] = it["record"]
+    files["pareto.csv"] = _write_csv(ctx.out / "pareto.csv", rows)
+
+    from ._plots import attach_to_study, write_figures  # noqa: PLC0415
+
+    figs = write_figures(
+        study, ctx.out, pareto_ids={it["record"]["schedule"]["id"] for it in items}, arch=ctx.arch,
+        input_size=ctx.input_size, num_classes=ctx.num_classes,
+    )  # fmt: skip
+    files.update({p.name: p for p in figs["files"].values()})
+    result = ExportResult(ctx.out, storage_url, ctx.name, rows, files, figs["hypervolume"])
+    report_path = ctx.out / "report.md"
+    report_path.write_text(_report(ctx, result))
+    files["report.md"] = report_path
+    if dashboard:
+        attach_to_study(study, figs["figures"], _note(result, ctx.objectives))
+    _write_manifest(ctx.out, files)
+    say(_summary_table(rows))
+    say(f"wrote {ctx.out}/ ({len(rows)} model(s): YAML + safetensors{' + ONNX' if onnx else ''}; pareto.csv, report.md, "
+        f"figures){'; figures and a note attached to the study for optuna-dashboard' if dashboard else ''}")  # fmt: skip
+    return result
+
+
+@dataclass
+class _Context:
+    """What every exported model of one study shares."""
+
+    study: optuna.Study
+    storage_url: str
+    out: Path
+    run_dir: Path | None
+    bases: list[Path]
+    space: dict[str, Any]
+    objectives: list[str]
+    arch: str | None
+    input_size: list[int] | None
+    num_classes: int | None
+    orig_cost: Any
+    paper: dict[str, str]
+    provenance: dict[str, Any]
+    exported_at: str
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @classmethod
+    def of(cls, study: optuna.Study, storage_url: str, out: Path, run_dir: str | Path | None) -> _Context:
+        import deeproots  # noqa: PLC0415
+
+        from ._plots import _paper_names  # noqa: PLC0415
+
+        space = _space_of(study)
+        bases = [Path(run_dir)] if run_dir is not None else []
+        db = _sqlite_file(storage_url)
+        if db is not None:
+            bases.append(db.parent)
+        if study.user_attrs.get("run_name"):
+            bases.append(Path("runs") / study.user_attrs["run_name"])
+        first = next((t for t in study.best_trials), None)
+        arch = (first.user_attrs.get("arch") or str(first.user_attrs.get("schedule_id", ":")).split(":")[0]) if first else None
+        arch = arch or (space.get("model") or {}).get("arch")
+        input_size, num_classes, orig = None, None, None
+        if arch:
+            input_size, num_classes = _geometry(space, arch)
             try:
-                orig_cost = _orig_cost(arch, input_size, num_classes, model_options)
-            except Exception:  # noqa: BLE001 (ratios are a nicety)
-                orig_cost = None
-            from ._plots import _paper_names  # noqa: PLC0415
+                orig = _orig_cost(arch, input_size, num_classes, (space.get("model") or {}).get("options") or {})
+            except Exception:  # noqa: BLE001 (the "% of orig" columns are a nicety)
+                orig = None
+        return cls(
+            study=study, storage_url=storage_url, out=out, run_dir=Path(run_dir) if run_dir is not None else None,
+            bases=bases, space=space, objectives=list(study.metric_names or []), arch=arch, input_size=input_size,
+            num_classes=num_classes, orig_cost=orig, paper=_paper_names(arch), provenance=deeproots.provenance(),
+            exported_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
 
-            paper = _paper_names(arch)
-        input_size, num_classes = geometry
-        stem = _stem(sid)
-        yaml_path = out / f"{stem}.yaml"
-        weights_src = _find_weights(t, bases, name)
-        weights_dst = out / f"{stem}.safetensors"
-        sha = None
-        if weights_src is not None:
-            if weights_src.resolve() != weights_dst.resolve():
-                shutil.copyfile(weights_src, weights_dst.with_name(weights_dst.name + ".tmp"))
-                os.replace(weights_dst.with_name(weights_dst.name + ".tmp"), weights_dst)
-            sha = sha256_file(weights_dst)
-            files[weights_dst.name] = weights_dst
-        else:
-            say(f"  warning: no weights for {sid} (trial #{t.number}, weights attribute {t.user_attrs.get('weights')!r}); "
-                "exported without them")  # fmt: skip
-        schedule_groups = t.user_attrs.get("schedule") or dict(
-            deeproots.resolve_schedule(arch, sid, num_classes).groups
-        )
-        objective_values = {o: row.get(o) for o in objectives}
-        for o in ("flops", "params"):
-            if objective_values.get(o) is not None:
-                objective_values[o] = int(objective_values[o])
-        label = row.get("seed") or paper.get(sid)
-        record: dict[str, Any] = {
-            "format": EXPORT_FORMAT,
-            "arch": arch,
-            "schedule": {"id": sid, "name": label, "groups": dict(schedule_groups)},
-            "num_classes": num_classes,
-            "input_size": list(input_size),
-            "model_options": model_options,
-            "weights": weights_dst.name if sha else None,
-            "weights_sha256": sha,
-            "objectives": objective_values,
-            "metrics": {
-                "val_accuracy": row.get("val_accuracy", t.user_attrs.get("val_accuracy")),
-                "flops": int(t.user_attrs.get("flops", objective_values.get("flops") or 0)) or None,
-                "params": int(t.user_attrs.get("params", objective_values.get("params") or 0)) or None,
-                "latency_ms": t.user_attrs.get("latency_ms"),
-                "flops_vs_orig_percent": _pct(t.user_attrs.get("flops"), orig_cost.flops if orig_cost else None),
-                "params_vs_orig_percent": _pct(t.user_attrs.get("params"), orig_cost.params if orig_cost else None),
-                "val_accuracy_per_epoch": t.user_attrs.get("val_accuracy_per_epoch"),
-                "images_per_second": t.user_attrs.get("images_per_second"),
-                "train_seconds": t.user_attrs.get("train_seconds"),
-                "device": t.user_attrs.get("device"),
-                "epochs_trained": t.user_attrs.get("epochs_trained", train_cfg.get("epochs")),
-            },
-            "training": train_cfg,
-            "data": data_cfg,
-            "search": {
-                "run": run_name,
-                "study": name,
-                "storage": storage_url,
-                "trial": t.number,
-                "outcome": t.user_attrs.get("outcome"),
-                "fidelity_key": study.user_attrs.get("fidelity_key"),
-                "sampler": (space.get("search") or {}).get("sampler"),
-                "objectives": objectives,
-            },
-            "provenance": {
-                "trained_with": {k: t.user_attrs.get(k) for k in ("deeproots_version", "git_revision", "torch", "host")},
-                "exported_with": {"deeproots": prov.get("deeproots"), "git_revision": prov.get("git_revision"),
-                                  "torch": prov.get("torch"), "python": prov.get("python"), "host": prov.get("host"),
-                                  "time": exported_at},  # fmt: skip
-            },
-        }
-        _write_yaml(yaml_path, record)
-        files[yaml_path.name] = yaml_path
-        results.append({"record": record, "yaml": yaml_path, "trial": t, "label": label})
 
-    # Evaluation: rebuild each model from its files (load_exported) and test it; cached by weights.
-    cache = _read_cache(out)
-    need_eval = [r for r in results if r["record"]["weights"] and test]
-    fresh = [r for r in need_eval if not _cached(cache, r["record"], onnx)]
-    if fresh and test:
-        say(f"  loading {data_cfg.get('name', 'the data')} for the test-set evaluation ...")
-        data = _load_data(space, data_root)
-    for r in results:
-        rec = r["record"]
-        if not rec["weights"]:
-            continue
-        model = load_exported(r["yaml"])  # params and FLOPs must equal the recorded ones
-        hit = _cached(cache, rec, onnx) if test else None
-        if test:
-            if hit is not None:
-                rec["metrics"].update(hit["metrics"])
-            else:
-                assert data is not None
-                rec["metrics"].update(_evaluate(model, data, device))
-                again, recorded = rec["metrics"].get("val_accuracy_reevaluated"), rec["metrics"].get("val_accuracy")
-                if again is not None and recorded is not None and abs(again - recorded) > _VAL_TOLERANCE:
-                    say(f"  warning: {rec['schedule']['id']}: validation accuracy re-evaluated {again:.4f}, "
-                        f"recorded {recorded:.4f} -- are these the trial's final weights?")  # fmt: skip
-                say(f"  {rec['schedule']['id']}{' (' + r['label'] + ')' if r['label'] else ''}: "
-                    f"val {rec['metrics']['val_accuracy']:.4f} (re-evaluated {rec['metrics'].get('val_accuracy_reevaluated', float('nan')):.4f}), "
-                    f"test {rec['metrics']['test_accuracy']:.4f}")  # fmt: skip
+def _copy_weights(src: Path, dst: Path) -> None:
+    if src.resolve() != dst.resolve():
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)  # a reader never sees half a file
+
+
+def _write_model_files(
+    ctx: _Context, row: dict[str, Any], t: FrozenTrial, files: dict[str, Path], say: Callable[[Any], None]
+) -> dict[str, Any]:
+    """Copy one Pareto trial's weights into the export and write its YAML (metrics come later)."""
+    import deeproots  # noqa: PLC0415
+    from deeproots._exported import EXPORT_FORMAT, sha256_file  # noqa: PLC0415
+
+    sid = row["schedule_id"]
+    arch = t.user_attrs.get("arch") or ctx.arch or sid.split(":", 1)[0]
+    stem = _stem(sid)
+    weights_src = _find_weights(t, ctx.bases, ctx.name)
+    weights_dst = ctx.out / f"{stem}.safetensors"
+    sha = None
+    if weights_src is not None:
+        _copy_weights(weights_src, weights_dst)
+        sha = sha256_file(weights_dst)
+        files[weights_dst.name] = weights_dst
+    else:
+        say(f"  warning: no weights for {sid} (trial #{t.number}, weights attribute {t.user_attrs.get('weights')!r}); "
+            "exported without them")  # fmt: skip
+    groups = t.user_attrs.get("schedule") or dict(deeproots.resolve_schedule(arch, sid, ctx.num_classes).groups)
+    objectives = {o: row.get(o) for o in ctx.objectives}
+    for o in ("flops", "params"):
+        if objectives.get(o) is not None:
+            objectives[o] = int(objectives[o])
+    label = row.get("seed") or ctx.paper.get(sid)
+    attrs = t.user_attrs
+    train_cfg = _train_config(ctx.space)
+    orig = ctx.orig_cost
+    record: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "arch": arch,
+        "schedule": {"id": sid, "name": label, "groups": dict(groups)},
+        "num_classes": ctx.num_classes,
+        "input_size": list(ctx.input_size or []),
+        "model_options": dict((ctx.space.get("model") or {}).get("options") or {}),
+        "weights": weights_dst.name if sha else None,
+        "weights_sha256": sha,
+        "objectives": objectives,
+        "metrics": {
+            "val_accuracy": row.get("val_accuracy", attrs.get("val_accuracy")),
+            "flops": attrs.get("flops", objectives.get("flops")),
+            "params": attrs.get("params", objectives.get("params")),
+            "latency_ms": attrs.get("latency_ms"),
+            "flops_vs_orig_percent": _pct(attrs.get("flops"), orig.flops if orig else None),
+            "params_vs_orig_percent": _pct(attrs.get("params"), orig.params if orig else None),
+            "val_accuracy_per_epoch": attrs.get("val_accuracy_per_epoch"),
+            "epochs_trained": attrs.get("epochs_trained", train_cfg.get("epochs")),
+            "images_per_second": attrs.get("images_per_second"),
+            "train_seconds": attrs.get("train_seconds"),
+            "device": attrs.get("device"),
+        },
+        "training": train_cfg,  # deeproots.TrainConfig(**training) rebuilds the trial's recipe
+        "data": dict(ctx.space.get("data") or {}),
+        "search": {
+            "run": ctx.study.user_attrs.get("run_name"),
+            "study": ctx.name,
+            "storage": ctx.storage_url,
+            "trial": t.number,
+            "outcome": attrs.get("outcome"),
+            "fidelity_key": ctx.study.user_attrs.get("fidelity_key"),
+            "sampler": (ctx.space.get("search") or {}).get("sampler"),
+            "objectives": ctx.objectives,
+        },
+        "provenance": {
+            "trained_with": {k: attrs.get(k) for k in ("deeproots_version", "git_revision", "torch", "host")},
+            "exported_with": {**{k: ctx.provenance.get(k) for k in ("deeproots", "git_revision", "torch", "python", "host")},
+                              "time": ctx.exported_at},  # fmt: skip
+        },
+    }
+    yaml_path = ctx.out / f"{stem}.yaml"
+    _write_yaml(yaml_path, record)
+    files[yaml_path.name] = yaml_path
+    return {"record": record, "yaml": yaml_path, "trial": t, "label": label}
+
+
+def _evaluate_models(
+    ctx: _Context, items: list[dict[str, Any]], files: dict[str, Path], *, test: bool, onnx: bool,
+    data_root: str | Path | None, say: Callable[[Any], None],
+) -> None:  # fmt: skip
+    """Rebuild every exported model from its files, test it (cached by weights), write ONNX."""
+    from deeproots._exported import load_exported  # noqa: PLC0415
+
+    cache = _read_cache(ctx.out)
+    with_weights = [it for it in items if it["record"]["weights"]]
+    data = None
+    if (test and any(_cached(cache, it["record"]) is None for it in with_weights)) or (onnx and with_weights):
+        say(f"  loading {ctx.space.get('data', {}).get('name', 'the data')} for the test-set evaluation ...")
+        data = _load_data(ctx.space, data_root)
+    device = _eval_device()
+    for it in with_weights:
+        rec = it["record"]
+        model = load_exported(it["yaml"])  # the files load, and params/FLOPs equal the recorded ones
+        hit = _cached(cache, rec)
+        if test and hit is not None:
+            rec["metrics"].update(hit["metrics"])
+        elif test:
+            rec["metrics"].update(_evaluate(model, data, device))
+            m = rec["metrics"]
+            again, recorded = m.get("val_accuracy_reevaluated"), m.get("val_accuracy")
+            say(f"  {rec['schedule']['id']}{' (' + it['label'] + ')' if it['label'] else ''}: val {recorded:.4f} "
+                f"(re-evaluated {again if again is not None else float('nan'):.4f}), test {m['test_accuracy']:.4f}")  # fmt: skip
+            if again is not None and recorded is not None and abs(again - recorded) > _VAL_TOLERANCE:
+                say(f"  warning: {rec['schedule']['id']}: validation accuracy re-evaluated {again:.4f}, "
+                    f"recorded {recorded:.4f} -- are these the trial's final weights?")  # fmt: skip
         if onnx:
-            onnx_path = r["yaml"].with_suffix(".onnx")
+            onnx_path = it["yaml"].with_suffix(".onnx")
             if hit is not None and hit.get("onnx") and onnx_path.is_file():
                 rec["onnx"] = hit["onnx"]
             else:
-                if data is None:
-                    data = _load_data(space, data_root)
                 rec["onnx"] = _export_onnx(model, data, onnx_path, device)
             files[onnx_path.name] = onnx_path
-        _write_yaml(r["yaml"], rec)
-    _write_cache(out, results)
+        _write_yaml(it["yaml"], rec)
+    _write_cache(ctx.out, items)
 
-    rows = [_csv_row(r) for r in results]
-    for row, r in zip(rows, results):
-        row["record"] = r["record"]
-    csv_path = out / "pareto.csv"
-    with open(csv_path, "w", newline="") as f:
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for row in rows:
             w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in _CSV_COLUMNS})
-    files["pareto.csv"] = csv_path
-
-    from ._plots import attach_to_study, write_figures  # noqa: PLC0415
-
-    arch = results[0]["record"]["arch"] if results else None
-    figs = write_figures(
-        study, out, pareto_ids={r["record"]["schedule"]["id"] for r in results}, arch=arch,
-        input_size=geometry[0] if geometry else None, num_classes=geometry[1] if geometry else None,
-    )  # fmt: skip
-    files.update({p.name: p for p in figs["files"].values()})
-    result = ExportResult(out, storage_url, name, rows, files, figs["hypervolume"])
-    report = _report(study, result, counts, outcomes, objectives, figs, orig_cost, exported_at, prov, run_dir)
-    report_path = out / "report.md"
-    report_path.write_text(report)
-    files["report.md"] = report_path
-    if dashboard:
-        attach_to_study(study, figs["figures"], _note(result, objectives, name))
-    _write_manifest(out, files)
-    say(_summary_table(rows, objectives))
-    say(f"wrote {out}/ ({len(rows)} model(s): YAML + safetensors{' + ONNX' if onnx else ''}; pareto.csv, report.md, "
-        f"figures){'; figures and a note attached to the study for optuna-dashboard' if dashboard else ''}")  # fmt: skip
-    return result
+    return path
 
 
 # ----------------------------------------------------------------------------------- cache / manifest
@@ -650,7 +681,7 @@ def _read_cache(out: Path) -> dict[str, Any]:
         return {}
 
 
-def _cached(cache: dict[str, Any], record: dict[str, Any], onnx: bool) -> dict[str, Any] | None:
+def _cached(cache: dict[str, Any], record: dict[str, Any]) -> dict[str, Any] | None:
     hit = cache.get(_cache_key(record))
     if not hit or "test_accuracy" not in hit.get("metrics", {}):
         return None
@@ -688,6 +719,7 @@ def _write_manifest(out: Path, files: dict[str, Path]) -> None:
 
 
 def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
+    """One ``pareto.csv`` row of an exported model."""
     rec = r["record"]
     m = rec["metrics"]
     return {
@@ -736,12 +768,12 @@ def _markdown_table(rows: list[dict[str, Any]], objectives: list[str], links: bo
     return "\n".join(lines)
 
 
-def _report(
-    study: optuna.Study, result: ExportResult, counts: dict[str, int], outcomes: dict[str, int],
-    objectives: list[str], figs: dict[str, Any], orig_cost: Any, exported_at: str, prov: dict[str, Any],
-    run_dir: Any,
-) -> str:  # fmt: skip
-    space = _space_of(study)
+def _report(ctx: _Context, result: ExportResult) -> str:
+    """``report.md``: what was searched, the Pareto table with test accuracy, figures, how to use it."""
+    from ._report import outcome_counts  # noqa: PLC0415
+
+    study, space, objectives, prov = ctx.study, ctx.space, ctx.objectives, ctx.provenance
+    counts, outcomes, orig_cost = _state_counts(study), outcome_counts(study), ctx.orig_cost
     data = space.get("data") or {}
     trainer = _train_config(space)
     rows = result.rows
@@ -754,7 +786,7 @@ def _report(
     lines = [
         f"# Pareto set of study `{study.study_name}`",
         "",
-        f"Exported {exported_at} by deeproots {prov.get('deeproots')} (git {prov.get('git_revision') or '-'}), "
+        f"Exported {ctx.exported_at} by deeproots {prov.get('deeproots')} (git {prov.get('git_revision') or '-'}), "
         f"torch {prov.get('torch')}, from `{result.storage_url}`.",
         "",
         f"- trials: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}; outcomes: "
@@ -824,7 +856,7 @@ def _report(
     return "\n".join(lines)
 
 
-def _note(result: ExportResult, objectives: list[str], name: str) -> str:
+def _note(result: ExportResult, objectives: list[str]) -> str:
     return (
         f"## Pareto set ({len(result.rows)} schedules)\n\n"
         + _markdown_table(result.rows, objectives, links=False)
@@ -834,7 +866,7 @@ def _note(result: ExportResult, objectives: list[str], name: str) -> str:
     )
 
 
-def _summary_table(rows: list[dict[str, Any]], objectives: list[str]) -> Any:
+def _summary_table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"exported Pareto set ({len(rows)} schedules)", title_justify="left")
