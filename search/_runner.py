@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ray.tune.callback import Callback
 
-from ._config import SearchSpace, format_count, make_train_config
+from ._config import SearchSpace, SpaceError, format_count, make_train_config
 from ._report import outcome_counts, pareto_line, pareto_rows, pareto_table, state_counts
 from ._space import ParamSpace, build_param_space, describe
 from ._study import RunPaths, RunPlan, make_sampler, open_storage, plan_run, prepare_study
@@ -381,10 +381,6 @@ def run_search(
     """
     import optuna  # noqa: PLC0415
 
-    import deeproots  # noqa: PLC0415
-
-    from ._searcher import EarlyStopper, ScheduleSearch  # noqa: PLC0415
-
     start = time.time()
     out = print_fn or _console().print
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -393,6 +389,42 @@ def run_search(
     make_sampler(space, space.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
     paths.root.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run(paths)
+    try:
+        return _run_locked(space, pspace, plan, address, estimate, export, out, start)
+    finally:
+        lock.close()  # releases the lock (the OS releases it too when the process dies)
+
+
+def _lock_run(paths: RunPaths) -> Any:
+    """Hold ``runs/<name>/.lock`` for this driver's lifetime; refuse a second driver on the same run."""
+    import fcntl  # noqa: PLC0415
+
+    f = open(paths.root / ".lock", "a+")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise SpaceError("", f"run {paths.root.name!r} is being searched by another process (pid {holder}); wait for it or stop it") from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def _run_locked(
+    space: SearchSpace, pspace: ParamSpace, plan: RunPlan, address: str | None, estimate: bool, export: bool,
+    out: Callable[[Any], None], start: float,
+) -> SearchResult:  # fmt: skip
+    import optuna  # noqa: PLC0415
+
+    import deeproots  # noqa: PLC0415
+
+    from ._searcher import EarlyStopper, ScheduleSearch  # noqa: PLC0415
+
+    paths = plan.paths
     prov = deeproots.provenance()
     provenance = {"deeproots_version": prov["deeproots"], "git_revision": prov["git_revision"], "torch": prov["torch"]}
     storage_obj = open_storage(paths.storage_url)

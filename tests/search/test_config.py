@@ -150,3 +150,19 @@ def test_space_error_names_key() -> None:
     with pytest.raises(SpaceError) as e:
         load_space(tiny(search={"sampler": "random", "trials": 2, "asha": {"reduction_factor": 1}}))
     assert e.value.key == "search.asha.reduction_factor"
+
+
+def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
+    from search import run_search
+    from search._runner import _lock_run
+    from search._study import plan_run
+
+    space = load_space(tiny())
+    plan = plan_run(space, runs_dir=tmp_path)
+    plan.paths.root.mkdir(parents=True)
+    held = _lock_run(plan.paths)  # another driver holds the run
+    try:
+        with pytest.raises(SpaceError, match="another process"):
+            run_search(space, runs_dir=tmp_path, estimate=False, export=False, print_fn=lambda _: None)
+    finally:
+        held.close()

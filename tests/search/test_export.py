@@ -315,3 +315,37 @@ def test_points_fold_duplicates_and_mark_the_front(exported: tuple[Path, Any]) -
     assert {p.schedule_id for p in points if p.pareto} == {r["schedule_id"] for r in result.rows}
     assert {p.label for p in points if p.label} >= {"orig", "root-8"}
     assert 0.0 < result.hypervolume < 1.0 and math.isfinite(result.hypervolume)
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_search_run_exports_at_the_end(tmp_path: Path) -> None:
+    """A real (tiny, synthetic) ``python -m search.run``: Ray trials, then the export step."""
+    import os
+
+    import yaml
+
+    import deeproots
+    from tests.search.export_support import SPACE
+
+    space = json.loads(json.dumps(SPACE))
+    space["search"]["trials"] = 3
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({**space, "name": "e2e"}))
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(path), "--runs-dir", "runs", "--no-estimate"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out = tmp_path / "runs" / "e2e" / "export"
+    assert "exported Pareto set" in proc.stdout and "optuna-dashboard sqlite:///runs/e2e/study.db" in proc.stdout
+    with open(out / "pareto.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    for r in rows:
+        model = deeproots.load_exported(out / r["config"])
+        assert deeproots.count_cost(model, (3, 16, 16)).flops == int(r["flops"])
+        # the trial's own weights: re-evaluating them gives the validation accuracy Ray reported
+        rec = model.export_info["metrics"]
+        assert rec["val_accuracy_reevaluated"] == pytest.approx(rec["val_accuracy"], abs=1 / 32 + 1e-9)

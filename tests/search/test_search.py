@@ -67,6 +67,10 @@ def test_search_writes_complete_trials_with_all_objectives(ray_session: Any, tmp
     assert result.pareto and all(r["schedule_id"] for r in result.pareto)
     assert any("optuna-dashboard sqlite:///" in line for line in lines)
     assert json.loads((result.paths.root / "run.json").read_text())["study_name"] == "tiny"
+    # The same command again: nothing left to do, nothing trained.
+    again, study2, lines2 = search(tmp_path, search={"trials": 3})
+    assert again.evaluated == 3 and len(study2.trials) == len(study.trials)
+    assert any("resuming study 'tiny'" in line for line in lines2)
 
 
 def test_failing_trial_is_recorded_and_the_search_goes_on(ray_session: Any, faulty: None, tmp_path: Path) -> None:
@@ -106,7 +110,8 @@ def test_asha_stopped_trials_end_pruned(ray_session: Any, faulty: None, tmp_path
 def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session: Any, tmp_path: Path) -> None:
     result, study, lines = search(
         tmp_path, groups=[{"layers": "conv2a", "choices": [1, 2]}], search={"trials": 5, "seed": 3},
-        resources={"max_concurrent": 1},
+        resources={"max_concurrent": 1}, objectives=["val_accuracy", "flops", "latency_ms"],
+        latency={"threads": 1},
     )  # fmt: skip
     assert result.exhausted and result.evaluated == 2
     assert any("holds only 2 distinct schedules" in line for line in lines)
@@ -116,6 +121,9 @@ def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session:
     for t in dups:
         original = study.trials[t.user_attrs["duplicate_of"]]
         assert t.values == original.values and t.params == original.params
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):  # latency measured once per schedule
+        assert t.values[2] == t.user_attrs["latency_ms"] > 0
+    assert len(json.loads((result.paths.root / "latency.json").read_text())) == 2
 
 
 def test_constraint_keeps_a_schedule_off_the_front(ray_session: Any, tmp_path: Path) -> None:
@@ -140,8 +148,11 @@ def _write_space(tmp_path: Path, **over: Any) -> Path:
 
 
 def _states(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db, timeout=30) as con:
-        return dict(con.execute("select state, count(*) from trials group by state").fetchall())
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return dict(con.execute("select state, count(*) from trials group by state").fetchall())
+    except sqlite3.OperationalError:  # the file exists, Optuna has not made its tables yet
+        return {}
 
 
 def _start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:
