@@ -9,9 +9,17 @@ the progress bar goes to stderr.
 Bad input (unknown architecture, schedule or data set, a missing folder, numbers out of range)
 ends with one line on stderr naming what is wrong and exit status 2.
 
+``--config RUN/export/<id>.yaml`` retrains a configuration exported by ``python -m search.export``:
+architecture, schedule, data set, validation split and trainer recipe come from the file (flags
+given explicitly override it). A search trains at low fidelity, so this is the full-budget run: on
+the whole training split unless ``--subset`` is given, for ``--epochs``. ``--seeds K`` trains K
+times (training seeds ``seed`` .. ``seed + K - 1``, the same validation split) and reports the mean
+± standard deviation of validation and test accuracy.
+
 Example:
     python -m deeproots.train --arch nin --schedule root-8 --data-root ../shared/data \\
         --subset 10000 --epochs 1 --json
+    python -m deeproots.train --config runs/nin/export/nin_1-1-1-8-1-1-4-1-1.yaml --epochs 30 --seeds 3
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import statistics
 import sys
 import time
 import warnings
@@ -81,7 +90,7 @@ def _number(kind: type, minimum: float | None = None, *, strict: bool = False,
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=_PROG, description=__doc__.split("\n")[0])
     model = p.add_argument_group("model")
-    model.add_argument("--arch", required=True, help="architecture, e.g. nin, resnet50_cifar")
+    model.add_argument("--arch", help="architecture, e.g. nin, resnet50_cifar (or --config)")
     model.add_argument(
         "--schedule", default="orig",
         help="paper name (orig, root-8, col-4, tree-2), canonical id, or comma-separated groups",
@@ -127,6 +136,14 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="seed of model init, validation split, data order [0]")  # fmt: skip
     train.add_argument("--threads", type=_number(int, 1), default=None,
                        help="CPU threads (default: PyTorch's)")  # fmt: skip
+    exported = p.add_argument_group("retrain an exported configuration")
+    exported.add_argument(
+        "--config", type=Path, default=None,
+        help="RUN/export/<id>.yaml written by python -m search.export: arch, schedule, data and recipe "
+        "from the file (flags given override it); trains on the whole training split unless --subset",
+    )  # fmt: skip
+    exported.add_argument("--seeds", type=_number(int, 1), default=1,
+                          help="train K times (seeds seed .. seed+K-1), report mean ± std [1]")  # fmt: skip
     out = p.add_argument_group("output")
     out.add_argument("--checkpoint", type=Path, default=None,
                      help="epoch-end checkpoint file (written every epoch)")  # fmt: skip
@@ -138,7 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class _RunSpec:
-    """Everything one training run needs; built from flags (later also from an exported config)."""
+    """Everything one training run needs; built from flags or from an exported config."""
 
     arch: str
     schedule: Any
@@ -151,11 +168,15 @@ class _RunSpec:
     resume: bool = False
     test: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)  # extra build_model keywords
+    data_seed: int | None = None  # seed of the validation draw; None: the training seed
 
 
 def _spec_from_args(args: argparse.Namespace) -> _RunSpec:
     if args.resume and args.checkpoint is None:
         raise _UsageError("--resume needs --checkpoint")
+    if args.arch is None:
+        raise _UsageError("one of --arch or --config is required")
     schedule: Any = args.schedule
     if "," in schedule:  # "1,1,1,8,1,1,4,1,1": a full sequence of group counts
         try:
@@ -194,6 +215,75 @@ def _spec_from_args(args: argparse.Namespace) -> _RunSpec:
         resume=args.resume,
         test=not args.no_test,
     )
+
+
+def _explicit(argv: Sequence[str] | None) -> set[str]:
+    """Destinations of the flags given on the command line (not left at their defaults)."""
+    parser = _build_parser()
+    for action in parser._actions:  # noqa: SLF001 (argparse has no public way to ask this)
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+#: TrainConfig fields that a flag of the same name overrides in --config mode.
+_RECIPE_FLAGS = ("epochs", "batch_size", "lr", "lr_schedule", "warmup_fraction", "momentum", "weight_decay",
+                 "label_smoothing", "memory_format", "device", "seed", "threads")  # fmt: skip
+
+
+def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
+    """The run an exported YAML describes, at full budget, with the flags given applied on top."""
+    from ._exported import read_exported
+
+    if args.resume and args.checkpoint is None:
+        raise _UsageError("--resume needs --checkpoint")
+    if explicit & {"arch", "schedule"}:
+        raise _UsageError("--config gives the architecture and schedule; drop --arch/--schedule")
+    rec = read_exported(args.config)
+    data = dict(rec.get("data") or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe = {k: v for k, v in (rec.get("training") or {}).items() if k in known}
+    recipe.update({k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit})
+    if "no_bf16" in explicit:
+        recipe["bf16"] = False
+    options: dict[str, Any] = dict(data.get("options") or {})
+    options["subset"] = args.subset  # full budget: the whole training split unless --subset
+    options["val_size"] = args.val_size if "val_size" in explicit else int(data.get("val_size", 5000))
+    for key in ("image_size", "workers"):
+        if key in explicit:
+            options[key] = getattr(args, key)
+    root = data.get("root")
+    schedule = rec["schedule"]
+    metrics = rec.get("metrics") or {}
+    return _RunSpec(
+        arch=rec["arch"],
+        schedule=dict(schedule.get("groups") or {}) or schedule["id"],
+        dataset=args.dataset if "dataset" in explicit else data.get("name", "cifar10"),
+        data_root=args.data_root if "data_root" in explicit else (Path(root) if root else None),
+        data_options=options,
+        config=TrainConfig(**recipe),
+        cache_dir=args.cache_dir,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        test=not args.no_test,
+        model_options=dict(rec.get("model_options") or {}),
+        data_seed=int(data.get("seed", 0)),
+        extra={"exported": {
+            "config": str(args.config), "schedule": schedule.get("id"), "name": schedule.get("name"),
+            "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
+            "epochs": metrics.get("epochs_trained", recipe.get("epochs")), "subset": data.get("subset"),
+            "params": metrics.get("params"), "flops": metrics.get("flops"),
+        }},  # fmt: skip
+    )
+
+
+def _with_seed(spec: _RunSpec, seed: int) -> _RunSpec:
+    """``spec`` with training seed ``seed`` (its own checkpoint file, the same validation split)."""
+    ckpt = spec.checkpoint
+    if ckpt is not None:
+        ckpt = ckpt.with_name(f"{ckpt.stem}.seed{seed}{ckpt.suffix}")
+    data_seed = spec.data_seed if spec.data_seed is not None else spec.config.seed
+    return dataclasses.replace(spec, config=dataclasses.replace(spec.config, seed=seed), checkpoint=ckpt,
+                               data_seed=data_seed)  # fmt: skip
 
 
 class _Progress:
@@ -256,12 +346,13 @@ def run(spec: _RunSpec, *, progress: bool = True) -> dict[str, Any]:
     """Build, cost, train and test one model; return the result record."""
     config = spec.config
     schedule = resolve_schedule(spec.arch, spec.schedule)  # fails fast, before loading data
+    data_seed = config.seed if spec.data_seed is None else spec.data_seed
     data: DataBundle = load_data(
-        spec.dataset, spec.data_root, seed=config.seed, cache_dir=spec.cache_dir,
+        spec.dataset, spec.data_root, seed=data_seed, cache_dir=spec.cache_dir,
         **spec.data_options,
     )  # fmt: skip
     torch.manual_seed(config.seed)
-    model = build_model(spec.arch, schedule=schedule, num_classes=data.num_classes)
+    model = build_model(spec.arch, schedule=schedule, num_classes=data.num_classes, **spec.model_options)
     cost = count_cost(model, data.input_size)
     start = time.perf_counter()
     bar = _Progress(config.epochs) if progress else None
@@ -299,6 +390,7 @@ def run(spec: _RunSpec, *, progress: bool = True) -> dict[str, Any]:
         "config": config.to_dict(),
         "data": {k: str(v) if isinstance(v, Path) else v for k, v in data.info.items()},
         "provenance": provenance(),
+        **spec.extra,
     }
 
 
@@ -320,7 +412,52 @@ def _print_summary(record: dict[str, Any]) -> None:
     table.add_row("flops", f"{record['flops']:,}")
     table.add_row("device", record["device"])
     table.add_row("seconds", f"{record['seconds']:.1f}")
+    exported = record.get("exported")
+    if exported:
+        table.add_row(f"search ({exported.get('epochs')} ep.) val / test",
+                      f"{pct(exported.get('val_accuracy'))} / {pct(exported.get('test_accuracy'))}")  # fmt: skip
     Console().print(table)
+
+
+def _summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds of the accuracies."""
+    out: dict[str, Any] = {"seeds": [r["config"]["seed"] for r in records]}
+    for key in ("val_accuracy", "test_accuracy"):
+        values = [r[key] for r in records if r.get(key) is not None]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[key] = {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
+    return out
+
+
+def _print_seeds(records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    first = records[0]
+    table = Table(title=f"{first['arch']} {first['schedule_name'] or ''} {first['schedule']}: "
+                        f"{first['epochs']} epochs, {first['train_images']:,} training images")  # fmt: skip
+    for col in ("seed", "val_accuracy", "test_accuracy", "seconds"):
+        table.add_column(col, justify="right")
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.2f} %"
+
+    for r in records:
+        table.add_row(str(r["config"]["seed"]), pct(r["val_accuracy"]), pct(r["test_accuracy"]), f"{r['seconds']:.0f}")
+    cells = []
+    for key in ("val_accuracy", "test_accuracy"):
+        s = summary.get(key)
+        cells.append("-" if s is None else f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %")
+    table.add_row(f"mean ± std ({len(records)})", *cells, "", end_section=True)
+    console = Console()
+    console.print(table)
+    exported = first.get("exported")
+    if exported:
+        console.print(
+            f"the search's own run ({exported.get('epochs')} epochs, subset {exported.get('subset') or 'all'}): "
+            f"val {pct(exported.get('val_accuracy'))}, test {pct(exported.get('test_accuracy'))}"
+        )
 
 
 def _one_line_warnings(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
@@ -339,8 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warnings
     try:
         args = _build_parser().parse_args(argv)
-        spec = _spec_from_args(args)
-        record = run(spec, progress=True)
+        if args.config is not None:
+            spec = _spec_from_config(args, _explicit(argv))
+        else:
+            spec = _spec_from_args(args)
+        if args.seeds == 1:
+            records = [run(spec, progress=True)]
+        else:
+            records = [run(_with_seed(spec, spec.config.seed + i), progress=True) for i in range(args.seeds)]
     except _UsageError as e:
         print(f"{_PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -356,10 +499,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
+    if args.seeds == 1:
+        if args.json:
+            print(json.dumps(records[0]))
+        else:
+            _print_summary(records[0])
+        return 0
+    summary = _summarise(records)
     if args.json:
-        print(json.dumps(record))
+        print(json.dumps({"summary": summary, "runs": records}))
     else:
-        _print_summary(record)
+        _print_seeds(records, summary)
     return 0
 
 
