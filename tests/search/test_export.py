@@ -317,6 +317,35 @@ def test_points_fold_duplicates_and_mark_the_front(exported: tuple[Path, Any]) -
     assert 0.0 < result.hypervolume < 1.0 and math.isfinite(result.hypervolume)
 
 
+# ------------------------------------------------------------------------------------ retrain
+
+
+def test_retrain_an_exported_config_over_seeds(exported: tuple[Path, Any], capsys: pytest.CaptureFixture) -> None:
+    from deeproots.train import main
+
+    run, result = exported
+    row = result.rows[0]
+    argv = ["--config", str(run / "export" / row["config"]), "--epochs", "1", "--seeds", "2", "--json", "--threads", "1"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["summary"]["seeds"] == [0, 1] and doc["summary"]["test_accuracy"]["n"] == 2
+    for r in doc["runs"]:
+        assert r["schedule"] == row["schedule_id"] and r["flops"] == row["flops"] and r["params"] == row["params"]
+        assert r["val_size"] == 32 and r["train_images"] == 64 - 32  # the whole training split, not the search's 16
+        assert r["data"]["seed"] == 0  # the recorded validation split for every training seed
+        assert r["exported"]["test_accuracy"] == row["test_accuracy"]
+    assert [r["config"]["seed"] for r in doc["runs"]] == [0, 1]
+
+
+def test_retrain_config_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    from deeproots.train import main
+
+    assert main(["--config", str(tmp_path / "none.yaml")]) == 2
+    assert main(["--config", str(tmp_path / "none.yaml"), "--arch", "nin"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("python -m deeproots.train: error:") for line in err)
+
+
 # ------------------------------------------------------------------------------------ end to end
 
 
