@@ -66,7 +66,9 @@ class TrainConfig:
     The defaults are the recipe the search uses: SGD with Nesterov momentum, a one-cycle learning
     rate, light label smoothing, bf16 autocast on CUDA and channels_last everywhere (measured on the
     2-core CPU: NIN trains ~1.65x faster in channels_last than NCHW). With them, a full-width NIN
-    reaches ~45 % validation accuracy after one epoch on 10,000 CIFAR-10 images.
+    reaches ~47 % validation accuracy after one epoch on 10,000 CIFAR-10 images (measured, seed 0:
+    peak lr 0.1 / 0.2 / 0.4 gave 45.8 / 47.3 / 47.8 %; cosine at 0.2 47.2 %; no smoothing 45.3 %
+    at 0.1).
 
     Example:
         >>> from deeproots import TrainConfig
@@ -76,7 +78,7 @@ class TrainConfig:
 
     epochs: int = 10  # passes over the training split
     batch_size: int = 128  # images per optimiser step
-    lr: float = 0.1  # peak learning rate (per step of `batch_size` images), reached after warm-up
+    lr: float = 0.2  # peak learning rate (per step of `batch_size` images), reached after warm-up
     lr_schedule: Literal["onecycle", "cosine"] = "onecycle"  # onecycle: linear up, linear down
     # to ~0; cosine: linear warm-up, then half a cosine down to 0. Both stepped every batch.
     warmup_fraction: float = 0.15  # fraction of all steps spent warming up to `lr`
