@@ -355,7 +355,8 @@ def evaluate(
     Args:
         model: the network; it stays where it is (``device`` defaults to its parameters' device).
         split: e.g. ``data.val`` or ``data.test``.
-        config: supplies ``eval_batch_size`` and ``bf16`` (autocast on CUDA); defaults otherwise.
+        config: supplies ``eval_batch_size``, ``bf16`` (autocast on CUDA) and ``threads``;
+            defaults otherwise.
         device: where to evaluate; the model must already be there.
 
     Returns:
@@ -382,7 +383,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     try:
-        with torch.inference_mode(), _autocast(config, device):
+        with _run_settings(config, device), torch.inference_mode(), _autocast(config, device):
             batches = split.batches(
                 config.eval_batch_size, device=device, memory_format=_model_memory_format(model)
             )

@@ -47,7 +47,8 @@ def data():
 
 
 def _config(**kw) -> TrainConfig:
-    base = {"epochs": 3, "batch_size": 64, "lr": 0.2, "device": "cpu"}
+    # One thread: tiny nets gain nothing from two, and a busy 2-core box makes two crawl.
+    base = {"epochs": 3, "batch_size": 64, "lr": 0.2, "device": "cpu", "threads": 1}
     return TrainConfig(**{**base, **kw})
 
 
@@ -159,7 +160,7 @@ def test_resume_without_a_checkpoint_starts_afresh(data, tmp_path: Path) -> None
 
 def test_evaluate_restores_training_mode(data) -> None:
     model = _net().train()
-    loss, accuracy = evaluate(model, data.test)
+    loss, accuracy = evaluate(model, data.test, _config())
     assert model.training and loss > 0 and 0 <= accuracy <= 1
 
 
@@ -205,7 +206,7 @@ def test_cli_process_bad_input_has_no_traceback(tmp_path: Path) -> None:
 def test_cli_trains_and_prints_json(capsys, tmp_path: Path) -> None:
     argv = ["--arch", "nin", "--schedule", "root-8", "--dataset", "synthetic", "--subset", "64",
             "--val-size", "50", "--batch-size", "32", "--epochs", "1", "--json",
-            "--checkpoint", str(tmp_path / "c.pt")]  # fmt: skip
+            "--threads", "1", "--checkpoint", str(tmp_path / "c.pt")]  # fmt: skip
     assert main(argv) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("val_accuracy", "test_accuracy", "images_per_second", "params", "flops"):
