@@ -445,9 +445,10 @@ def export_study(
             raise ExportError("--onnx needs the onnx and onnxruntime packages: pip install 'deeproots[onnx]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open(storage_url)
-    study = _load_study(storage, storage_url, study_name)
+    live = _load_study(storage, storage_url, study_name)
+    study = _snapshot(live)  # one consistent view: trials a running search adds meanwhile wait for the next export
     ctx = _Context.of(study, storage_url, Path(out_dir), run_dir)
-    front = pareto_rows(study)  # read once: trials a writer adds meanwhile wait for the next export
+    front = pareto_rows(study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     ctx.out.mkdir(parents=True, exist_ok=True)
     say(f"exporting {len(front)} Pareto-optimal schedule(s) of study {ctx.name!r} ({storage_url}) to {ctx.out}/")
@@ -473,12 +474,20 @@ def export_study(
     report_path.write_text(_report(ctx, result))
     files["report.md"] = report_path
     if dashboard:
-        attach_to_study(study, figs["figures"], _note(result, ctx.objectives))
+        attach_to_study(live, figs["figures"], _note(result, ctx.objectives))
     _write_manifest(ctx.out, files)
     say(_summary_table(rows))
     say(f"wrote {ctx.out}/ ({len(rows)} model(s): YAML + safetensors{' + ONNX' if onnx else ''}; pareto.csv, report.md, "
         f"figures){'; figures and a note attached to the study for optuna-dashboard' if dashboard else ''}")  # fmt: skip
+    say(f"dashboard: optuna-dashboard {storage_url}")
     return result
+
+
+def _snapshot(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of ``study`` (attributes and trials), read once from its storage."""
+    memory = optuna.storages.InMemoryStorage()
+    optuna.copy_study(from_study_name=study.study_name, from_storage=study._storage, to_storage=memory)
+    return optuna.load_study(study_name=study.study_name, storage=memory)
 
 
 @dataclass

@@ -274,8 +274,8 @@ def _png_hypervolume(history: list[tuple[int, float]], seeds_until: int | None, 
         ax.scatter([n for n, _ in history], [v for _, v in history], s=10, color="#1f77b4")
     if seeds_until is not None:
         ax.axvline(seeds_until + 0.5, color="#888888", linestyle=":", linewidth=1)
-        ax.text(seeds_until + 0.5, ax.get_ylim()[0], " paper seeds | search", fontsize=8, color="#666666",
-                va="bottom", ha="center")  # fmt: skip
+        ax.text(seeds_until + 0.5, 0.98, "paper seeds | search ", fontsize=8, color="#666666", va="top", ha="center",
+                transform=ax.get_xaxis_transform(), backgroundcolor="white")  # fmt: skip
     from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

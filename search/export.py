@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+import warnings
+from typing import Any, NoReturn
 
 from ._export import ExportError, ExportResult, export_run, export_study
 
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and export; returns the exit status.
 
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         >>> main(["runs/nin"])  # doctest: +SKIP
         0
     """
+    warnings.formatwarning = _one_line_warning
     args = _parser().parse_args(argv)
     if (args.run is None) == (args.storage is None):
         print("error: give a run folder (RUN) or --storage URL --study NAME --out DIR, not both", file=sys.stderr)

@@ -200,7 +200,7 @@ def _cli(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def test_cli_exports_a_run_folder(run: Path) -> None:
-    proc = _cli([str(run), "--no-dashboard"])
+    proc = _cli([str(run), "--no-dashboard", "--no-test"])  # the evaluation is tested in-process above
     assert proc.returncode == 0, proc.stderr
     assert (run / "export" / "pareto.csv").is_file()
     assert "exported Pareto set" in proc.stdout
