@@ -200,13 +200,22 @@ def _space_of(study: optuna.Study) -> dict[str, Any]:
     return space if isinstance(space, dict) else {}
 
 
-def _train_config(space: dict[str, Any]) -> dict[str, Any]:
+def _train_config(study: optuna.Study, space: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The trainer config the trials used, and where it comes from.
+
+    A study attribute ``train_config`` (the resolved ``TrainConfig``) is the record; without it the
+    space's ``trainer:`` keys are resolved with this installation's ``TrainConfig`` defaults (which
+    match the trials' unless the defaults changed between search and export).
+    """
     from deeproots.training import TrainConfig  # noqa: PLC0415
 
+    recorded = study.user_attrs.get("train_config")
+    if isinstance(recorded, dict):
+        return dict(recorded), "study"
     try:
-        return TrainConfig(**(space.get("trainer") or {})).to_dict()
+        return TrainConfig(**(space.get("trainer") or {})).to_dict(), "space + current TrainConfig defaults"
     except (TypeError, ValueError):
-        return dict(space.get("trainer") or {})
+        return dict(space.get("trainer") or {}), "space"
 
 
 def _geometry(space: dict[str, Any], arch: str) -> tuple[list[int], int]:
@@ -578,7 +587,7 @@ def _write_model_files(
             objectives[o] = int(objectives[o])
     label = row.get("seed") or ctx.paper.get(sid)
     attrs = t.user_attrs
-    train_cfg = _train_config(ctx.space)
+    train_cfg, train_source = _train_config(ctx.study, ctx.space)
     orig = ctx.orig_cost
     record: dict[str, Any] = {
         "format": EXPORT_FORMAT,
@@ -614,6 +623,7 @@ def _write_model_files(
             "fidelity_key": ctx.study.user_attrs.get("fidelity_key"),
             "sampler": (ctx.space.get("search") or {}).get("sampler"),
             "objectives": ctx.objectives,
+            "training_from": train_source,
         },
         "provenance": {
             "trained_with": {k: attrs.get(k) for k in ("deeproots_version", "git_revision", "torch", "host")},
@@ -784,7 +794,7 @@ def _report(ctx: _Context, result: ExportResult) -> str:
     study, space, objectives, prov = ctx.study, ctx.space, ctx.objectives, ctx.provenance
     counts, outcomes, orig_cost = _state_counts(study), outcome_counts(study), ctx.orig_cost
     data = space.get("data") or {}
-    trainer = _train_config(space)
+    trainer, _ = _train_config(study, space)
     rows = result.rows
     checks = [
         (r["record"]["metrics"].get("val_accuracy"), r["record"]["metrics"].get("val_accuracy_reevaluated"))
