@@ -135,7 +135,8 @@ def estimate_time(space: SearchSpace, pspace: ParamSpace, concurrency: int, budg
         torch.set_num_threads(before)
     n_train, n_val = _train_images(space)
     epoch = per_image * n_train + per_image / 3 * n_val  # an inference pass is ~1/3 of a training step
-    total = epoch * cfg.epochs * budget / max(1, concurrency)
+    startup = 5.0  # seconds per trial: worker start, data from the cache, cost count
+    total = (epoch * cfg.epochs + startup) * budget / max(1, concurrency)
     return {"seconds": total, "epoch_seconds": epoch, "images_per_second": 1 / per_image, "device": str(device),
             "schedule": schedule.name or schedule.id, "threads": threads, "concurrency": concurrency}  # fmt: skip
 
@@ -494,7 +495,7 @@ def _tune(
     remaining = max(0, min(searcher.budget, pspace.size) - searcher.counted)
     if estimate and remaining:
         est = estimate_time(space, pspace, concurrency, remaining)
-        out(f"estimated time for {remaining} schedule(s): ~{_duration(est['seconds'])} "
+        out(f"estimated time for {remaining} schedule(s): ~{_duration(est['seconds'])} if nothing else loads the machine "
             f"({concurrency} trial(s) at once; timed batch: {est['images_per_second']:.0f} training images/s for "
             f"{est['schedule']} on {est['device']} with {est['threads']} thread(s), ~{_duration(est['epoch_seconds'])} per epoch)")  # fmt: skip
     ctx = TrialContext(

@@ -278,7 +278,7 @@ def prepare_study(
             trial_key(pspace, t.params)
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         }
-        retry: dict[tuple[int, ...], int] = {}
+        retry: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             trial = _user_attr_setter(study, t._trial_id)
             trial.set_user_attr("outcome", Outcome.INTERRUPTED)
@@ -287,10 +287,11 @@ def prepare_study(
             info["recovered"] += 1
             key = trial_key(pspace, t.params)
             if key is not None and key not in answered:
-                retry.setdefault(key, t.number)
-        for key, number in retry.items():
+                retry.setdefault(key, t)
+        for key, t in retry.items():
             values = dict(zip((p.name for p in pspace.params), key))
-            study.enqueue_trial(values, user_attrs={"retry_of": number})
+            attrs = {"retry_of": t.number, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
+            study.enqueue_trial(values, user_attrs=attrs)
             sid = pspace.schedule(values).id
             if (plan.paths.checkpoint_dir / weights_filename(sid).replace(".safetensors", ".pt")).exists():
                 info["checkpoints"].add(key)

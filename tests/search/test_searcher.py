@@ -159,6 +159,8 @@ def test_resume_marks_running_trials_failed_and_queues_them_again(tmp_path: Path
     assert t[1].state == TrialState.FAIL and t[1].user_attrs["outcome"] == Outcome.INTERRUPTED
     assert s2.counted == 1
     assert params_of(s2.suggest("c")) == params_of(b)  # retried first
+    retry = s2._ot_study.trials[-1]
+    assert retry.user_attrs["retry_of"] == 1 and retry.state == TrialState.RUNNING
 
 
 def test_abandon_closes_open_trials(tmp_path: Path) -> None:
