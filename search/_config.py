@@ -187,6 +187,7 @@ class SearchSpace(_Strict):
         d.pop("storage")
         d.pop("description")
         d["search"].pop("trials")
+        d["trainer"] = self.train_config()  # resolved: a changed TrainConfig default is a changed space
         return d
 
     def fidelity(self) -> dict[str, Any]:
@@ -196,11 +197,16 @@ class SearchSpace(_Strict):
         at the same fidelity is not trained again).
         """
         d = self.model_dump(mode="json")
+        d["trainer"] = self.train_config()
         out = {k: d[k] for k in ("model", "data", "trainer")}
         out["data"].pop("root")  # the same images wherever they sit
         if self.measures_latency:
             out["latency"] = d["latency"]
         return out
+
+    def train_config(self) -> dict[str, Any]:
+        """The trainer config the trials use, every field resolved (``TrainConfig.to_dict()``)."""
+        return make_train_config(self.trainer).to_dict()
 
     def fidelity_key(self) -> str:
         """Short hash of :meth:`fidelity`."""

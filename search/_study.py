@@ -265,6 +265,8 @@ def prepare_study(
         study.set_user_attr("space", space.model_dump(mode="json"))
         study.set_user_attr("fidelity", space.fidelity())
         study.set_user_attr("fidelity_key", space.fidelity_key())
+        study.set_user_attr("train_config", space.train_config())
+        study.set_user_attr("geometry", {"input_size": list(pspace.input_size), "num_classes": pspace.num_classes})
         study.set_user_attr("run_name", space.name)
         study.set_user_attr("created", time.strftime("%Y-%m-%d %H:%M:%S"))
         study.set_user_attr("provenance", provenance)
