@@ -147,7 +147,7 @@ class ScheduleSearch(OptunaSearch):
         self._stopper = stopper
         self._run_dir = run_dir
         self._provenance = dict(provenance or {})
-        self._epochs = int(space.trainer.get("epochs", 0)) or _default_epochs()
+        self._epochs = int(space.train_config()["epochs"])
         self._rng = random.Random(space.search.seed)
         self._inflight: dict[str, _InFlight] = {}
         self._awaiting: dict[str, _InFlight] = {}  # errored, waiting for FailureRecorder's reason
@@ -438,12 +438,6 @@ class ScheduleSearch(OptunaSearch):
 
     def restore_from_dir(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
         return None
-
-
-def _default_epochs() -> int:
-    from ._config import train_config_type  # noqa: PLC0415
-
-    return int(train_config_type()().epochs)
 
 
 class FailureRecorder(Callback):
