@@ -65,6 +65,12 @@ class DataBundle:
     classes: tuple[str, ...]
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return (
+            f"DataBundle({self.name!r}, train={self.train!r}, val={self.val!r}, "
+            f"test={self.test!r}, num_classes={self.num_classes})"
+        )
+
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -73,6 +73,10 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def __repr__(self) -> str:
+        shape = "x".join(str(d) for d in self.images.shape[1:])
+        return f"TensorSplit({len(self)} images {shape} uint8 on {self.device})"
+
     @property
     def device(self) -> torch.device:
         """Device that holds the images."""
@@ -181,6 +185,9 @@ class FolderSplit:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"FolderSplit({len(self)} image files, {self.image_size}px crops)"
 
     @property
     def device(self) -> torch.device:
