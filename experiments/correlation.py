@@ -15,6 +15,8 @@ paper's definition (the thesis version spells it out, Sec. "Inter-Layer Covarian
 * with ``--zca`` each layer is ZCA-whitened first, W = C^(-1/2) (= sqrt(M-1) (X X^T)^(-1/2), the
   paper's form), so the figure shows W1 C12 W2^T; eigenvalues are floored at ``--zca-eps`` times
   their mean (dead ReLU channels have zero variance) -- entries are then bounded by 1;
+* ``--corrcoef`` instead divides C12 by the two channels' standard deviations (Pearson r), which
+  removes the per-channel variance stripes but, unlike ZCA, not the correlations within a layer;
 * shown as |C| on a 0-1 scale: divided by the panel's largest |entry| (``--scale max``, default),
   or clipped to [0, 1] as is (``--scale unit``, meaningful with ``--zca``).
 
@@ -25,7 +27,7 @@ fraction of sum |C| inside those g diagonal blocks -- makes that a number: 1/g f
 Usage::
 
     python experiments/correlation.py --weights-dir experiments/results/weights/<budget> \\
-        --schedules orig root-8 root-16 [--zca] [--split test] [--images 5000]
+        --schedules orig root-8 root-16 [--zca | --corrcoef] [--split test] [--images 5000]
     python experiments/correlation.py run/orig.safetensors run/root-8.safetensors --out corr.png
 
 Weights are the safetensors files written by ``experiments/paper_nin.py`` (schedule id in the metadata).
@@ -106,6 +108,12 @@ class CrossCovariance:
 
     def cov2(self) -> Tensor:
         return self._cov(self.s22, self.s2, self.s2)
+
+    def correlation(self) -> Tensor:
+        """C12 divided by both channels' standard deviations (Pearson r; 0 for a dead channel)."""
+        sd1, sd2 = self.cov1().diagonal().clamp_min(0).sqrt(), self.cov2().diagonal().clamp_min(0).sqrt()
+        denom = torch.outer(sd1, sd2)
+        return torch.where(denom > 0, self.cross() / denom.clamp_min(1e-300), torch.zeros_like(denom))
 
     def whitened_cross(self, eps: float = 1e-4) -> Tensor:
         """W1 C12 W2^T with W = ZCA whitening of each layer: the covariance of the whitened responses."""
@@ -211,7 +219,7 @@ def accumulate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], respo
 
 
 # ----------------------------------------------------------------------------- figure
-def plot(panels: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot(panels: list[dict[str, Any]], path: Path, title: str, quantity: str = "covariance") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,7 +237,7 @@ def plot(panels: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.tick_params(labelsize=7)
         ax.set_xticks([0, 63, 127, 191])
         ax.set_yticks([0, 63, 127, 191])
-    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.02, label="|covariance| (0-1 scale)")
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.02, label=f"|{quantity}| (0-1 scale)")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -249,16 +257,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--response", choices=("relu", "bn", "conv"), default="relu",
                    help="after the ReLU (default), after BatchNorm, or the raw conv output")  # fmt: skip
     p.add_argument("--zca", action="store_true", help="ZCA-whiten each layer's responses first")
+    p.add_argument("--corrcoef", action="store_true", help="Pearson correlation instead of covariance")
     p.add_argument("--zca-eps", type=float, default=1e-4, help="eigenvalue floor, as a fraction of the mean one")
     p.add_argument("--scale", choices=("max", "unit"), default="max", help="0-1 scale: /panel max, or clip")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    p.add_argument("--out", type=Path, help="PNG path (default experiments/results/correlation[_zca].png)")
+    p.add_argument("--out", type=Path, help="PNG path (default experiments/results/correlation[_zca|_corrcoef].png)")
     args = p.parse_args(argv)
     if args.images is not None and args.images < 1:
         p.error(f"--images must be >= 1, got {args.images}")
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.zca and args.corrcoef:
+        p.error("--zca and --corrcoef are alternatives; give one")
     if not 0 < args.zca_eps < 1:
         p.error(f"--zca-eps must be in (0, 1), got {args.zca_eps}")
     return args
@@ -317,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     panels, summary = [], []
     for label, model, schedule, path in models:
         acc = accumulate(model, _first(split, n, args.batch_size), args.response)
-        matrix = acc.whitened_cross(args.zca_eps) if args.zca else acc.cross()
+        matrix = acc.whitened_cross(args.zca_eps) if args.zca else acc.correlation() if args.corrcoef else acc.cross()
         g = schedule.groups["conv3a"]
         shares = {str(k): block_share(matrix, k) for k in sorted({2, 4, 8, g} - {1}) if 192 % k == 0}
         panels.append({"label": label, "conv3a_groups": g, "image": to_unit_scale(matrix, args.scale)})
@@ -328,15 +339,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:>8} ({schedule.id}): {acc.n} samples; in-block share of |C| by block count "
               + ", ".join(f"g={k}: {v:.3f} (uniform {1 / int(k):.3f})" for k, v in shares.items()), flush=True)  # fmt: skip
 
-    out = args.out or RESULTS / f"correlation{'_zca' if args.zca else ''}.png"
+    suffix = "_zca" if args.zca else "_corrcoef" if args.corrcoef else ""
+    out = args.out or RESULTS / f"correlation{suffix}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     what = "ZCA-whitened " if args.zca else ""
     title = (
-        f"Inter-layer covariance conv2c x conv3a ({what}responses {'after ReLU' if args.response == 'relu' else args.response}"
+        f"Inter-layer {'correlation' if args.corrcoef else 'covariance'} conv2c x conv3a ({what}responses {'after ReLU' if args.response == 'relu' else args.response}"
         f", conv3a upsampled nearest to 16x16)\nCIFAR-10 {args.split}, {n} images = {n * 256:,} pixel samples; "
         f"|C| {'/ panel max' if args.scale == 'max' else 'clipped to [0, 1]'}"
     )
-    plot(panels, out, title)
+    plot(panels, out, title, "correlation" if args.corrcoef else "covariance")
     meta = {"args": {k: str(v) for k, v in vars(args).items()}, "images": n, "panels": summary,
             "provenance": deeproots.provenance()}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))

@@ -26,6 +26,8 @@ def test_streaming_covariance_equals_numpy(correlation: ModuleType) -> None:
     np.testing.assert_allclose(acc.cross().numpy(), full[:6, 6:], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(acc.cov1().numpy(), full[:6, :6], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(acc.cov2().numpy(), full[6:, 6:], rtol=1e-5, atol=1e-6)
+    r = np.corrcoef(np.concatenate([x1.numpy(), x2.numpy()], axis=1), rowvar=False)
+    np.testing.assert_allclose(acc.correlation().numpy(), r[:6, 6:], rtol=1e-5, atol=1e-6)
 
 
 def test_zca_whitens(correlation: ModuleType) -> None:
@@ -48,6 +50,7 @@ def test_zca_survives_dead_channels(correlation: ModuleType) -> None:
     white = acc.whitened_cross()
     assert torch.isfinite(white).all()
     assert white[2].abs().max() < 1e-6
+    assert torch.equal(acc.correlation()[2], torch.zeros(4, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("whiten", [False, True])
