@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from ._config import DIRECTIONS, OBJECTIVES, SearchSpace, SpaceError, load_space
+from ._export import ExportError, ExportResult, export_run, export_study
 from ._report import outcome_counts, pareto_rows, state_counts
 from ._runner import SearchResult, dry_run, estimate_time, run_search
 from ._searcher import Outcome, ScheduleSearch
@@ -45,4 +46,8 @@ __all__ = [
     "state_counts",
     "outcome_counts",
     "weights_filename",
+    "export_run",
+    "export_study",
+    "ExportResult",
+    "ExportError",
 ]
