@@ -29,6 +29,7 @@ Usage::
     python experiments/correlation.py --weights-dir experiments/results/weights/<budget> \\
         --schedules orig root-8 root-16 [--zca | --corrcoef] [--split test] [--images 5000]
     python experiments/correlation.py run/orig.safetensors run/root-8.safetensors --out corr.png
+    python experiments/correlation.py --untrained --zca   # control: the same at initialisation
 
 Weights are the safetensors files written by ``experiments/paper_nin.py`` (schedule id in the metadata).
 """
@@ -241,6 +242,16 @@ def plot(panels: list[dict[str, Any]], path: Path, title: str, quantity: str = "
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
+    shrink_png(path)
+
+
+def shrink_png(path: Path) -> None:
+    """Re-save a figure as a 256-colour palette PNG (a third of the size; no visible change)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -252,6 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights-dir", type=Path, help="folder of <schedule>_seed<k>.safetensors (paper_nin.py output)")
     p.add_argument("--schedules", nargs="+", default=["orig", "root-8", "root-16"], help="panels, left to right")
     p.add_argument("--seed", type=int, default=0, help="which seed's weights (default 0)")
+    p.add_argument("--untrained", action="store_true",
+                   help="control: freshly initialised models (torch seed --seed) instead of trained weights")  # fmt: skip
     p.add_argument("--split", choices=("test", "val"), default="test", help="data split (the paper: test)")
     p.add_argument("--images", type=int, help="first N images of the split (default: all)")
     p.add_argument("--response", choices=("relu", "bn", "conv"), default="relu",
@@ -262,7 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scale", choices=("max", "unit"), default="max", help="0-1 scale: /panel max, or clip")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    p.add_argument("--out", type=Path, help="PNG path (default experiments/results/correlation[_zca|_corrcoef].png)")
+    p.add_argument("--out", type=Path, help="PNG path (default experiments/results/correlation[_zca|_corrcoef][_untrained].png)")
     args = p.parse_args(argv)
     if args.images is not None and args.images < 1:
         p.error(f"--images must be >= 1, got {args.images}")
@@ -273,6 +286,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 < args.zca_eps < 1:
         p.error(f"--zca-eps must be in (0, 1), got {args.zca_eps}")
     return args
+
+
+def _fresh(name: str, seed: int) -> tuple[nn.Module, deeproots.Schedule]:
+    try:
+        schedule = deeproots.resolve_schedule("nin", name)
+    except ValueError as exc:
+        raise UsageError(f"schedule {name!r}: {exc}") from None
+    torch.manual_seed(seed)
+    return deeproots.build_model("nin", schedule).eval(), schedule
 
 
 def _first(split: Any, n: int, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
@@ -309,8 +331,10 @@ def _weight_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        files = _weight_files(args)
-        models = [(label, *load_model(path), path) for label, path in files]
+        if args.untrained:
+            models = [(f"{name} untrained", *_fresh(name, args.seed), "untrained") for name in args.schedules]
+        else:
+            models = [(label, *load_model(path), path) for label, path in _weight_files(args)]
         from deeproots.data import load_data
 
         with warnings.catch_warnings():
@@ -339,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:>8} ({schedule.id}): {acc.n} samples; in-block share of |C| by block count "
               + ", ".join(f"g={k}: {v:.3f} (uniform {1 / int(k):.3f})" for k, v in shares.items()), flush=True)  # fmt: skip
 
-    suffix = "_zca" if args.zca else "_corrcoef" if args.corrcoef else ""
+    suffix = ("_zca" if args.zca else "_corrcoef" if args.corrcoef else "") + ("_untrained" if args.untrained else "")
     out = args.out or RESULTS / f"correlation{suffix}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     what = "ZCA-whitened " if args.zca else ""
