@@ -65,10 +65,18 @@ def main(argv: list[str] | None = None) -> int:
             names = ["orig", *names]
         for n in names:
             deeproots.resolve_schedule(args.arch, n)
+        if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
+            raise ValueError("--batch-size and --repeats must be at least 1, --warmup at least 0")
+        devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        for device in devices:
+            kind = device.split(":")[0]
+            if kind not in ("cpu", "cuda"):
+                raise ValueError(f"--devices {device}: use cpu, cuda or cuda:N")
+            if kind == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"--devices {device}: CUDA is not available on this machine")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
     results: list[dict[str, Any]] = []
     for device in devices:
