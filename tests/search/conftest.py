@@ -71,3 +71,19 @@ def faulty() -> None:
     from tests.search.faulty import register
 
     register()
+
+
+@pytest.fixture(scope="session")
+def template_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with a 5-schedule study (seeds orig and root-8), made once per test session."""
+    from tests.search.export_support import template_run as make_template_run
+
+    return make_template_run(tmp_path_factory)
+
+
+@pytest.fixture()
+def run(template_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the template run."""
+    from tests.search.export_support import clone_run
+
+    return clone_run(template_run, tmp_path / "runs" / "exp")

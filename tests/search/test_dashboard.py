@@ -17,7 +17,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.search.export_support import clone_run, template_run as _template_run
 
 ROOT = Path(__file__).resolve().parents[2]
 OBJECTIVES = ["val_accuracy", "flops", "params"]
@@ -25,16 +24,6 @@ OBJECTIVES = ["val_accuracy", "flops", "params"]
 
 def _quiet(*_: Any) -> None:
     return None
-
-
-@pytest.fixture(scope="session")
-def template_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _template_run(tmp_path_factory)
-
-
-@pytest.fixture()
-def run(template_run: Path, tmp_path: Path) -> Path:
-    return clone_run(template_run, tmp_path / "runs" / "exp")
 
 
 def _free_port() -> int:

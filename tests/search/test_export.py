@@ -14,25 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.search.export_support import clone_run, template_run as _template_run
+from tests.search.export_support import clone_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _quiet(*_: Any) -> None:
     return None
-
-
-@pytest.fixture(scope="session")
-def template_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with a 5-schedule study (seeds orig and root-8), made once per session."""
-    return _template_run(tmp_path_factory)
-
-
-@pytest.fixture()
-def run(template_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the template run."""
-    return clone_run(template_run, tmp_path / "runs" / "exp")
 
 
 @pytest.fixture(scope="module")
