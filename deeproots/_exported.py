@@ -93,6 +93,7 @@ class ExportedConfig:
             ``options``, and ``fingerprint`` when known).
         search: where it came from (run, study, storage, trial, outcome, fidelity key, sampler).
         provenance: package versions and git revision of training and export.
+        onnx: the ONNX file written beside it and its check against PyTorch, or None.
         path: the YAML file it was read from (not written).
     """
 
@@ -111,6 +112,7 @@ class ExportedConfig:
     data: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    onnx: dict[str, Any] | None = None
     path: Path | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------------ conversions
@@ -131,6 +133,7 @@ class ExportedConfig:
             "data": dict(self.data),
             "search": dict(self.search),
             "provenance": dict(self.provenance),
+            **({"onnx": dict(self.onnx)} if self.onnx else {}),
         })  # fmt: skip
 
     @classmethod
@@ -163,7 +166,7 @@ class ExportedConfig:
             objectives=dict(record.get("objectives") or {}), metrics=dict(record.get("metrics") or {}),
             training=dict(record.get("training") or {}), data=dict(record.get("data") or {}),
             search=dict(record.get("search") or {}), provenance=dict(record.get("provenance") or {}),
-            path=Path(path) if path is not None else None,
+            onnx=record.get("onnx") or None, path=Path(path) if path is not None else None,
         )  # fmt: skip
 
     @classmethod
