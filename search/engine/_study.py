@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..space import SpaceError
+from ..space._params import ENCODING
 from .record import Attr, Outcome, StudyAttr, StudyMeta, constraint_values
 
 if TYPE_CHECKING:
@@ -198,6 +199,8 @@ def plan_run(space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: st
     version = study.user_attrs.get(StudyAttr.RECORD_VERSION)
     if version != StudyMeta.version:
         diff: str | None = f"made by another deeproots (run record version {version or 1}, this one writes {StudyMeta.version})"
+    elif study.user_attrs.get(StudyAttr.PARAM_ENCODING) != ENCODING:
+        diff = f"parameters encoded as {study.user_attrs.get(StudyAttr.PARAM_ENCODING)!r}, this version encodes them as {ENCODING!r}"
     else:
         old = study.user_attrs.get(StudyAttr.IDENTITY)
         diff = _diff(old, space.identity()) if old is not None else "the study records no space"
@@ -230,6 +233,7 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
     try:
         if s.sampler == "nsga2":
             opts.setdefault("population_size", max(4, min(50, budget // 4)))
+            opts["population_size"] = max(int(opts["population_size"]), len(space.params.seeds))  # seeds are generation 0
             return optuna.samplers.NSGAIISampler(seed=seed, **opts)
         if s.sampler == "tpe":
             return optuna.samplers.TPESampler(seed=seed, **opts)

@@ -220,7 +220,7 @@ class StudyMeta:
     fidelity: dict[str, Any]
     fidelity_key: str
     data: dict[str, Any] = field(default_factory=dict)
-    param_encoding: str = "categorical"
+    param_encoding: str = "index"
     model_options: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     created: str = ""
@@ -289,7 +289,7 @@ class StudyMeta:
             fidelity=dict(a.get(StudyAttr.FIDELITY) or {}),
             fidelity_key=str(a.get(StudyAttr.FIDELITY_KEY) or ""),
             data=dict(a.get(StudyAttr.DATA) or space.get("data") or {}),
-            param_encoding=str(a.get(StudyAttr.PARAM_ENCODING) or "categorical"),
+            param_encoding=str(a.get(StudyAttr.PARAM_ENCODING) or "categorical"),  # record version 1: categorical
             model_options=dict(a.get(StudyAttr.MODEL_OPTIONS) or (space.get("model") or {}).get("options") or {}),
             provenance=dict(a.get(StudyAttr.PROVENANCE) or {}),
             created=str(a.get(StudyAttr.CREATED) or ""),

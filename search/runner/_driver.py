@@ -33,7 +33,10 @@ class SearchResult:
     Attributes:
         paths: the run's files (folder, storage URL, study name).
         budget: distinct schedules asked for.
-        evaluated: distinct schedules evaluated at the run's fidelity (COMPLETE or early-stopped).
+        evaluated: distinct schedules trained to the end (COMPLETE).
+        counted: distinct schedules that spent the budget (trained to the end or stopped early).
+        epochs_spent: epochs of the budget spent.
+        stop_reason: why the search stopped before its budget (a failure streak...), or None.
         space_size: distinct schedules in the space.
         exhausted: the space had fewer schedules than the budget and all were evaluated.
         interrupted: stopped by Ctrl-C.
@@ -49,6 +52,9 @@ class SearchResult:
     space_size: int
     exhausted: bool = False
     interrupted: bool = False
+    counted: int = 0
+    epochs_spent: int = 0
+    stop_reason: str | None = None
     wall_seconds: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -165,12 +171,9 @@ def _run_locked(
     space: ResolvedSpace, plan: RunPlan, address: str | None, estimate: bool, export: bool,
     out: Callable[[Any], None], start: float,
 ) -> SearchResult:  # fmt: skip
-    import optuna  # noqa: PLC0415
-
     import deeproots  # noqa: PLC0415
 
-    from ..engine._scheduler import EarlyStopper  # noqa: PLC0415
-    from ..engine._searcher import ScheduleSearch  # noqa: PLC0415
+    from ..engine._build import make_engine  # noqa: PLC0415
 
     pspace = space.params
     paths = plan.paths
@@ -179,9 +182,6 @@ def _run_locked(
     storage_obj = open_storage(paths.storage_url)
     info = prepare_study(plan, space, storage_obj, provenance)
     _write_run_file(paths)
-    study = optuna.load_study(study_name=paths.study_name, storage=storage_obj)
-    n_before = len(study.trials)
-    sampler = make_sampler(space, space.spec.search.trials, offset=n_before)
     budget = space.spec.search.trials
 
     if info["created"]:
@@ -193,20 +193,20 @@ def _run_locked(
             out(f"  {info['recovered']} trial(s) left RUNNING by a stopped driver marked FAIL; "
                 f"{len(info['retry'])} schedule(s) queued again" + (f" ({len(info['checkpoints'])} from a checkpoint)" if info["checkpoints"] else ""))  # fmt: skip
 
-    stopper = None
-    trainer = space.train
-    if space.spec.search.asha.enabled:
-        a = space.spec.search.asha
-        stopper = EarlyStopper(max_t=trainer.epochs, grace_period=min(a.grace_period, trainer.epochs), reduction_factor=a.reduction_factor)
-    searcher = ScheduleSearch(space, paths.study_name, storage_obj, sampler, budget, stopper,
-                              run_dir=str(paths.root.resolve()), provenance=provenance)  # fmt: skip
+    latency_fn = _latency_measurer(space, paths) if space.measures_latency else None
+    engine = make_engine(space, storage_obj, paths.study_name, budget=budget, run_dir=str(paths.root.resolve()),
+                         provenance=provenance, latency_fn=latency_fn)  # fmt: skip
+    study, searcher, stopper = engine.study, engine.searcher, engine.scheduler
     searcher.resume_from_checkpoint(set(info["checkpoints"]))
     size = pspace.size
-    out(f"{searcher.counted} of {budget} schedules evaluated; the space holds {size:,} distinct schedules"
-        + (" -- fewer than the budget: the search stops after evaluating all of them" if size < budget else ""))  # fmt: skip
+    stopping = (f"; early stopping {stopper.name} at epochs {', '.join(map(str, stopper.rungs))} "
+                f"(keeps 1/{stopper.reduction_factor:g} per rung)" if stopper else "")  # fmt: skip
+    out(f"budget: {budget} full-fidelity trials = {searcher.budget_epochs:,} epochs, {searcher.epochs_spent:,} spent "
+        f"({searcher.counted} schedules); the space holds {size:,} distinct schedules{stopping}"
+        + (" -- fewer than the budget: the search stops after answering all of them" if size < budget else ""))  # fmt: skip
 
     result = SearchResult(paths, budget, searcher.counted, size)
-    if searcher.counted < budget and not searcher.exhausted:
+    if not searcher.spent and not searcher.exhausted:
         started_ray = _ray_init(address)
         try:
             result.interrupted = _tune(space, paths, searcher, stopper, study, out, estimate)
@@ -215,8 +215,11 @@ def _run_locked(
                 import ray  # noqa: PLC0415
 
                 ray.shutdown()
-    result.evaluated = searcher.counted
-    result.exhausted = searcher.exhausted and searcher.counted < budget
+    result.evaluated = searcher.evaluated
+    result.counted = searcher.counted
+    result.epochs_spent = searcher.epochs_spent
+    result.stop_reason = searcher.stop_reason
+    result.exhausted = searcher.exhausted and not searcher.spent
     result.wall_seconds = time.time() - start
     result.states = state_counts(study)
     result.outcomes = outcome_counts(study)
@@ -225,6 +228,33 @@ def _run_locked(
     if export and not result.interrupted and result.pareto:
         _export_step(paths, out)
     return result
+
+
+def _latency_measurer(space: ResolvedSpace, paths: RunPaths) -> Callable[[Any], float]:
+    """Schedule -> latency (ms) in the space's protocol, measured here in the driver once per schedule.
+
+    Measured at ask time, before a trial is started (a breach of ``constraints.max_latency_ms`` is
+    never trained), and cached in ``runs/<name>/latency.json``, which only the driver writes.
+    """
+    import copy  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    import deeproots  # noqa: PLC0415
+
+    lat = space.spec.latency
+    threads = lat.threads or max(1, int(space.spec.resources.cpus_per_trial))
+
+    def measure(schedule: Any) -> float:
+        with torch.random.fork_rng(devices=[]):
+            model = deeproots.build_model(space.arch, schedule, num_classes=space.num_classes, **space.spec.model.options)
+        result = deeproots.measure_latency(
+            copy.deepcopy(model), space.input_size, device=lat.device, batch_size=lat.batch_size, threads=threads,
+            cache=paths.latency_cache,
+        )  # fmt: skip
+        return float(result.ms)
+
+    return measure
 
 
 def _tune(
@@ -241,7 +271,7 @@ def _tune(
 
     res = ray.cluster_resources()
     at_once = concurrency(space, res.get("CPU", 1), res.get("GPU", 0))
-    remaining = max(0, min(searcher.budget, space.params.size) - searcher.counted)
+    remaining = max(0, min(searcher.budget, space.params.size) - searcher.epochs_spent // max(1, space.train.epochs))
     if estimate and remaining:
         est = estimate_time(space, at_once, remaining)
         out(f"estimated time for {remaining} schedule(s): ~{duration(est['seconds'])} if nothing else loads the machine "
@@ -249,8 +279,7 @@ def _tune(
             f"{est['schedule']} on {est['device']} with {est['threads']} thread(s), ~{duration(est['epoch_seconds'])} per epoch)")  # fmt: skip
     ctx = TrialContext(
         space=space, weights_dir=str(paths.weights_dir.resolve()),
-        checkpoint_dir=str(paths.checkpoint_dir.resolve()), latency_cache=str(paths.latency_cache.resolve()),
-        study_name=paths.study_name,
+        checkpoint_dir=str(paths.checkpoint_dir.resolve()), study_name=paths.study_name,
     )  # fmt: skip
     r = space.spec.resources
     trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
@@ -289,13 +318,18 @@ def _tune(
 
 def _summary(result: SearchResult, space: ResolvedSpace, searcher: Any, out: Callable[[Any], None]) -> None:
     out("")
+    spent = (f"{result.epochs_spent:,} of {searcher.budget_epochs:,} epochs spent: {result.evaluated} schedule(s) "
+             f"trained to the end, {result.counted - result.evaluated} stopped early; "
+             f"{searcher.infeasible} infeasible and {searcher.duplicates} duplicate proposal(s) answered without training")  # fmt: skip
     if result.interrupted:
-        out(f"stopped: {result.evaluated} of {result.budget} schedules evaluated; rerun the same command to resume")
+        out(f"stopped: {spent}; rerun the same command to resume")
+    elif result.stop_reason:
+        out(f"search stopped before its budget: {result.stop_reason}")
+        out(f"  {spent}")
     elif result.exhausted:
-        out(f"the space holds only {result.space_size} distinct schedules: all were answered "
-            f"({result.evaluated} evaluated, fewer than the budget of {result.budget})")  # fmt: skip
+        out(f"the space holds only {result.space_size} distinct schedules: all were answered ({spent})")
     else:
-        out(f"done: {result.evaluated} of {result.budget} schedules evaluated")
+        out(f"done: {spent}")
     states = ", ".join(f"{k} {v}" for k, v in sorted(result.states.items()))
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
     out(f"trials in study {result.paths.study_name!r}: {states} (outcomes: {outcomes}); wall time {duration(result.wall_seconds)}")

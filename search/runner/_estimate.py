@@ -120,18 +120,6 @@ def concurrency(space: ResolvedSpace, cpus: float, gpus: float) -> int:
     return max(1, n)
 
 
-def _cost_of(space: ResolvedSpace, values: dict[str, int]) -> tuple[int, int]:
-    import torch  # noqa: PLC0415
-
-    import deeproots  # noqa: PLC0415
-
-    with torch.device("meta"):  # shapes only: costing a schedule allocates nothing
-        model = deeproots.build_model(space.arch, space.params.schedule(values), num_classes=space.num_classes,
-                                      **space.spec.model.options)  # fmt: skip
-    cost = deeproots.count_cost(model, space.input_size)
-    return cost.flops, cost.params
-
-
 def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print_fn: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Validate and describe the space: parameters, size, cost range, seeds' costs, time estimate.
 
@@ -150,8 +138,8 @@ def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print
     out = print_fn or console().print
     pspace = space.params
     spec = space.spec
-    lo, hi = pspace.extremes()
-    (fmax, pmax), (fmin, pmin) = _cost_of(space, lo), _cost_of(space, hi)
+    ranges = space.cost_range()
+    (fmin, fmax), (pmin, pmax) = ranges["flops"], ranges["params"]
     out(f"space {space.name!r}: {space.arch} {list(pspace.input_size)}, {pspace.num_classes} classes"
         + (f" -- {spec.description}" if spec.description else ""))  # fmt: skip
     table = Table(title="searched parameters", title_justify="left")
@@ -171,7 +159,8 @@ def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print
         seeds.add_column(col, justify="right" if col in ("FLOPs", "params") else "left")
     seed_costs = []
     for label, values in pspace.seeds:
-        f, p = _cost_of(space, values)
+        c = space.cost(values)
+        f, p = c["flops"], c["params"]
         seed_costs.append({"seed": label, "flops": f, "params": p})
         seeds.add_row(label, pspace.schedule(values).id, format_count(f), format_count(p))
     if pspace.seeds:
@@ -184,10 +173,14 @@ def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print
         limits.append(f"max latency {c.max_latency_ms} ms")
     trainer = space.train
     n_train, n_val = _train_images(space)
-    asha = spec.search.asha
+    from ..engine._build import make_scheduler  # noqa: PLC0415
+
+    rungs = make_scheduler(space)
     out(f"objectives: {', '.join(space.objectives)}" + (f"; constraints: {', '.join(limits)}" if limits else ""))
-    out(f"search: {spec.search.sampler}, {spec.search.trials} schedules, seed {spec.search.seed}"
-        + (f", ASHA (grace {asha.grace_period} epochs, reduction {asha.reduction_factor:g})" if asha.enabled else ""))  # fmt: skip
+    out(f"search: {spec.search.sampler}, seed {spec.search.seed}"
+        + (f", early stopping {rungs.name} at epochs {', '.join(map(str, rungs.rungs))} (keeps 1/{rungs.reduction_factor:g} per rung)"
+           if rungs else ", no early stopping")
+        + f"; budget {spec.search.trials} x {space.train.epochs} = {spec.search.trials * space.train.epochs:,} epochs")  # fmt: skip
     out(f"data: {spec.data.name}, {n_train:,} training + {n_val:,} validation images; trainer: {trainer.epochs} epochs, "
         f"batch {trainer.batch_size}")  # fmt: skip
     r = spec.resources

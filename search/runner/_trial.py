@@ -1,10 +1,9 @@
-"""What one Ray Tune trial runs on a worker: schedule -> model -> cost -> (constraints) -> train.
+"""What one Ray Tune trial runs on a worker: schedule -> model -> train, reporting every epoch.
 
 The trial only *reports* (``ray.tune.report``); it never writes the study -- the driver alone does,
-so SQLite sees one writer. Each report carries every objective (Tune checks that the searcher's
-metrics are present) and a ``status``:
+so SQLite sees one writer. Constraints were decided before the trial started (a breach never gets
+one). Each report carries the schedule id, every objective and a ``status``:
 
-* ``"infeasible"`` -- one report at epoch 0 when a cost constraint is broken; nothing is trained;
 * ``"training"`` -- after each epoch but the last;
 * ``"done"`` -- after the last epoch, once the final weights are saved.
 
@@ -14,7 +13,6 @@ ERROR and the driver records the reason.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -24,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine._study import weights_filename
-from ..engine.record import breaches
 
 if TYPE_CHECKING:
     from ..space import ResolvedSpace
@@ -43,14 +40,12 @@ class TrialContext:
         space: the space, resolved once by the driver (nothing is re-validated on the worker).
         weights_dir: absolute folder for final weights (``<schedule>.safetensors``).
         checkpoint_dir: absolute folder for per-epoch checkpoints of running trials.
-        latency_cache: absolute JSON file of measured latencies (one measurement per schedule).
         study_name: recorded in the weights' metadata.
     """
 
     space: ResolvedSpace
     weights_dir: str
     checkpoint_dir: str
-    latency_cache: str
     study_name: str
 
 
@@ -100,36 +95,20 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     resume = bool(config.get("__resume", False))
     values = {p.name: int(config[p.name]) for p in pspace.params}
     schedule = pspace.schedule(values)
-    cpus = max(1, int(space.resources.cpus_per_trial))
     epochs = train_cfg.epochs
 
     torch.manual_seed(_init_seed(schedule.id, train_cfg.seed))
     model = deeproots.build_model(space.model.arch, schedule, num_classes=pspace.num_classes, **space.model.options)
-    cost = deeproots.count_cost(model, pspace.input_size)
+    # Costs were decided at ask time (exact cost table; latency measured once by the driver): every
+    # report carries them, with the schedule id, for the rung scheduler and the searcher.
+    costs = {k: float(v) for k, v in dict(config.get("__costs") or resolved.cost(values)).items()}
     base: dict[str, Any] = {
         "schedule_id": schedule.id,
-        "flops": float(cost.flops),
-        "params": float(cost.params),
+        **costs,
         "epochs": epochs,
-        "deeproots_version": deeproots.__version__,
         "host": os.uname().nodename,
         "node_id": ray.get_runtime_context().get_node_id(),
     }
-    if space.measures_latency:
-        lat = space.latency
-        latency = deeproots.measure_latency(
-            copy.deepcopy(model), pspace.input_size, device=lat.device, batch_size=lat.batch_size,
-            threads=lat.threads or cpus, cache=ctx.latency_cache,
-        )  # fmt: skip
-        base["latency_ms"] = float(latency.ms)
-    else:
-        base["latency_ms"] = float("nan")
-
-    broken = breaches(resolved.limits, base)
-    if broken:
-        tune.report({**base, "status": "infeasible", "reason": "; ".join(broken), "epoch": 0,
-                     "val_accuracy": 0.0, "device": "-", "images_per_second": 0.0})  # fmt: skip
-        return
 
     weights = Path(ctx.weights_dir) / weights_filename(schedule.id)
     done_file = weights.with_suffix(".json")

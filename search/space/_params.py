@@ -5,7 +5,10 @@ later rules overriding earlier ones, and ties them: one parameter per layer, per
 unit: ``conv2``, ``layer3``, ``inception4``) or one for all. A rule's choices are intersected with
 what each layer accepts (a group count must divide its channels), so "every spatial conv in
 ``[1, 2, 4, 8]``" is one line. A layer with a single valid choice is fixed, not a parameter. The
-define-by-run function only calls ``trial.suggest_categorical`` -- no work happens there.
+parameters are **ordered**: each searched group count is an Optuna ``IntDistribution`` over the index
+into its sorted choices (``[1, 2, 4, 8]`` -> 0..3, i.e. log2 for powers of two), so samplers see that
+8 groups lie between 4 and 16 (a categorical parameter loses that order). The encoding is recorded in
+the run record (:data:`ENCODING`); "values" below always means these indices.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ if TYPE_CHECKING:
 
     from deeproots import LayerInfo, Schedule
 
-__all__ = ["Param", "ParamSpace", "build_param_space"]
+__all__ = ["Param", "ParamSpace", "build_param_space", "ENCODING"]
+
+#: How group counts are Optuna parameters (recorded in the study; another encoding is not resumed).
+ENCODING = "index"
 
 #: Spaces at most this large are enumerated (exhaustion check, picking unseen schedules).
 _ENUMERATE_LIMIT = 200_000
@@ -57,6 +63,8 @@ class ParamSpace:
         fixed: layer -> group count of every layer that is not searched.
         params: the searched parameters, in forward order of their first layer.
         seeds: (label, parameter values) of the schedules to evaluate first.
+
+    Parameter *values* are indices into each parameter's ``choices`` (see the module docstring).
     """
 
     arch: str
@@ -81,31 +89,40 @@ class ParamSpace:
     def all_values(self) -> Iterator[dict[str, int]]:
         """Every point of the space (use only when :attr:`enumerable`)."""
         names = [p.name for p in self.params]
-        for combo in itertools.product(*(p.choices for p in self.params)):
+        for combo in itertools.product(*(range(len(p.choices)) for p in self.params)):
             yield dict(zip(names, combo))
 
     def random_values(self, rng: random.Random) -> dict[str, int]:
         """A uniformly drawn point."""
-        return {p.name: rng.choice(p.choices) for p in self.params}
+        return {p.name: rng.randrange(len(p.choices)) for p in self.params}
+
+    def key(self, values: Mapping[str, Any]) -> tuple[int, ...]:
+        """The point as a tuple of indices in parameter order (dedup key).
+
+        Raises:
+            KeyError: a parameter is missing.
+        """
+        return tuple(int(values[p.name]) for p in self.params)
 
     # --- Optuna ---------------------------------------------------------------------------------
-    def suggest(self, trial: optuna.Trial) -> dict[str, int]:
-        """The define-by-run function: one ``suggest_categorical`` per parameter, nothing else."""
-        return {p.name: trial.suggest_categorical(p.name, list(p.choices)) for p in self.params}
-
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        """The parameters as Optuna distributions (for ``create_trial`` / ``add_trial``)."""
-        from optuna.distributions import CategoricalDistribution  # noqa: PLC0415
+        """The parameters as Optuna distributions: ``IntDistribution(0, len(choices) - 1)`` each."""
+        from optuna.distributions import IntDistribution  # noqa: PLC0415
 
-        return {p.name: CategoricalDistribution(list(p.choices)) for p in self.params}
+        return {p.name: IntDistribution(0, len(p.choices) - 1) for p in self.params}
 
     # --- schedules ------------------------------------------------------------------------------
+    def choices_of(self, values: Mapping[str, int]) -> dict[str, int]:
+        """Parameter -> group count of parameter ``values`` (indices)."""
+        return {p.name: p.choices[int(values[p.name])] for p in self.params}
+
     def groups_of(self, values: Mapping[str, int]) -> dict[str, int]:
         """Layer -> group count for parameter ``values`` (every conv, forward order)."""
         by_layer = dict(self.fixed)
         for p in self.params:
+            g = p.choices[int(values[p.name])]
             for layer in p.layers:
-                by_layer[layer] = int(values[p.name])
+                by_layer[layer] = g
         return {layer.name: by_layer[layer.name] for layer in self.layers}
 
     def schedule(self, values: Mapping[str, int]) -> Schedule:
@@ -135,7 +152,7 @@ class ParamSpace:
                 raise SpaceError(
                     "", f"{what} needs {g} groups for {p.name!r}; the space allows {', '.join(map(str, p.choices))}"
                 )
-            values[p.name] = g
+            values[p.name] = p.choices.index(g)
         return values
 
     def extremes(self) -> tuple[dict[str, int], dict[str, int]]:
@@ -145,8 +162,8 @@ class ParamSpace:
         points bound the cost of every schedule in the space.
         """
         return (
-            {p.name: p.choices[0] for p in self.params},
-            {p.name: p.choices[-1] for p in self.params},
+            {p.name: 0 for p in self.params},
+            {p.name: len(p.choices) - 1 for p in self.params},
         )
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.record import StudyMeta
-from ._params import ParamSpace, build_param_space
+from ._params import ENCODING, ParamSpace, build_param_space
 from ._schema import DataConfig, SearchSpace, SpaceError
 
 if TYPE_CHECKING:
+    from deeproots import CostTable
     from deeproots.training import TrainConfig
 
 __all__ = ["ResolvedSpace", "resolve", "EXECUTION_FIELDS"]
@@ -45,6 +46,8 @@ class ResolvedSpace:
         input_size: (C, H, W) networks are built and costed at.
         num_classes: network outputs.
         data: data-set facts as far as known before loading (name, image counts, classes).
+        costs: exact per-layer cost table of the architecture at ``input_size``
+            (:class:`deeproots.CostTable`): FLOPs and parameters of any schedule without a model.
 
     Example:
         >>> from search import load_space
@@ -59,6 +62,7 @@ class ResolvedSpace:
     input_size: tuple[int, int, int]
     num_classes: int
     data: dict[str, Any]
+    costs: CostTable
 
     # ------------------------------------------------------------------ shortcuts
     @property
@@ -85,6 +89,22 @@ class ResolvedSpace:
     def measures_latency(self) -> bool:
         """Whether trials measure latency (an objective or a constraint)."""
         return self.spec.measures_latency
+
+    # ------------------------------------------------------------------ cost
+    def cost(self, values: dict[str, int]) -> dict[str, int]:
+        """``{"flops": ..., "params": ...}`` of the schedule of parameter ``values``, exactly (paper convention)."""
+        groups = self.params.groups_of(values)
+        return {"flops": self.costs.flops(groups), "params": self.costs.params(groups)}
+
+    def cost_range(self) -> dict[str, tuple[int, int]]:
+        """``{"flops": (min, max), "params": (min, max)}`` over every schedule of the space.
+
+        Per layer cost only falls as groups rise and layers add up independently, so the extremes
+        are the all-fewest and all-most groups corners.
+        """
+        lo, hi = self.params.extremes()
+        most, least = self.cost(lo), self.cost(hi)
+        return {k: (least[k], most[k]) for k in ("flops", "params")}
 
     # ------------------------------------------------------------------ identity
     def _train_fidelity(self) -> dict[str, Any]:
@@ -120,13 +140,13 @@ class ResolvedSpace:
         """Short hash of :meth:`fidelity`."""
         return _hash(self.fidelity())
 
-    def study_meta(self, run_name: str, provenance: dict[str, Any], param_encoding: str = "categorical") -> StudyMeta:
+    def study_meta(self, run_name: str, provenance: dict[str, Any]) -> StudyMeta:
         """The run record a new study gets (:class:`search.engine.record.StudyMeta`)."""
         return StudyMeta(
             run_name=run_name, arch=self.arch, input_size=self.input_size, num_classes=self.num_classes,
             objectives=self.objectives, train_config=self.train.to_dict(), space=self.spec.model_dump(mode="json"),
             identity=self.identity(), fidelity=self.fidelity(), fidelity_key=self.fidelity_key(), data=dict(self.data),
-            param_encoding=param_encoding, model_options=dict(self.spec.model.options), provenance=dict(provenance),
+            param_encoding=ENCODING, model_options=dict(self.spec.model.options), provenance=dict(provenance),
         )  # fmt: skip
 
 
@@ -227,4 +247,22 @@ def resolve(spec: SearchSpace, *, check_data: bool = True) -> ResolvedSpace:
     facts = _data_facts(spec.data)
     params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
     _check_storage(spec.storage)
-    return ResolvedSpace(spec, params, train, params.input_size, params.num_classes, facts)
+    from deeproots import CostTable  # noqa: PLC0415
+
+    costs = CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
+    space = ResolvedSpace(spec, params, train, params.input_size, params.num_classes, facts, costs)
+    _check_feasible(space)
+    return space
+
+
+def _check_feasible(space: ResolvedSpace) -> None:
+    """Refuse a FLOPs or parameter limit that even the space's cheapest schedule breaks."""
+    ranges = space.cost_range()
+    for key, cost in (("max_flops", "flops"), ("max_params", "params")):
+        limit = space.limits.get(key)
+        cheapest = ranges[cost][0]
+        if limit is not None and cheapest > limit:
+            raise SpaceError(
+                f"constraints.{key}",
+                f"{limit:,.0f} is below the cheapest schedule of the space ({cheapest:,} {cost}): no schedule can meet it",
+            )

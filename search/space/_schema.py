@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..engine.record import Objective
 
@@ -90,23 +90,27 @@ class LatencyConfig(_Strict):
     threads: int | None = Field(None, ge=1)  # CPU threads; None = the trial's CPUs
 
 
-class AshaConfig(_Strict):
-    """``search.asha.*``: early stopping of weak trials (they end PRUNED, never on the front)."""
-
-    enabled: bool = False
-    grace_period: int = Field(1, ge=1)  # epochs every trial trains before it may be stopped
-    reduction_factor: float = Field(3.0, gt=1)  # keep the best 1/reduction_factor at each rung
-
-
 class SearchConfig(_Strict):
     """``search.*``: the algorithm and the budget."""
 
     sampler: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
-    trials: int = Field(ge=1)  # distinct schedules evaluated (duplicates, failures, breaches don't count)
+    trials: int = Field(ge=1)  # budget: full-fidelity trials (trials x trainer.epochs epochs; see spaces/README.md)
     seed: int = 0  # sampler seed
     sampler_options: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the sampler
-    asha: AshaConfig = Field(default_factory=AshaConfig)
+    early_stopping: Literal["none", "asha", "moasha"] = "none"  # stop weak trials at rungs (PRUNED, never on the front)
+    grace_period: int = Field(1, ge=1)  # epochs every trial trains before it may be stopped (the first rung)
+    reduction_factor: float = Field(3.0, gt=1)  # keep the best 1/reduction_factor at each rung
     max_retries: int = Field(2, ge=0)  # a schedule whose trial raised is retried at most this often
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "asha" in data:
+            raise ValueError(
+                "search.asha was replaced by search.early_stopping: none | asha | moasha, with "
+                "search.grace_period and search.reduction_factor (asha.enabled: true -> early_stopping: moasha)"
+            )
+        return data
 
 
 class ResourcesConfig(_Strict):

@@ -52,8 +52,8 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
     from deeproots.data import load_data
     from deeproots.training import fit
     from search import load_space
-    from search.engine._searcher import ScheduleSearch
-    from search.engine._study import make_sampler, open_storage, plan_run, prepare_study
+    from search.engine._build import make_engine
+    from search.engine._study import open_storage, plan_run, prepare_study
     from search.runner._driver import _write_run_file
     from search.runner._trial import _init_seed, _save_weights
 
@@ -73,8 +73,8 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
     d = sp.spec.data
     data = load_data(d.name, d.root, subset=d.subset, val_size=d.val_size, seed=d.seed, **d.options)
     cfg = sp.train
-    searcher = ScheduleSearch(sp, paths.study_name, storage, make_sampler(sp, trials), trials,
-                              run_dir=str(paths.root.resolve()), provenance=provenance)  # fmt: skip
+    searcher = make_engine(sp, storage, paths.study_name, budget=trials, run_dir=str(paths.root.resolve()),
+                           provenance=provenance).searcher  # fmt: skip
     for i in range(trials * 20):
         tid = f"t{i:04d}"
         config = searcher.suggest(tid)
@@ -85,8 +85,8 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
         model = deeproots.build_model("nin", schedule, num_classes=pspace.num_classes)
         cost = deeproots.count_cost(model, pspace.input_size)
         weights = paths.weights_path(schedule.id).resolve()
-        base = {"flops": float(cost.flops), "params": float(cost.params), "latency_ms": float("nan"),
-                "deeproots_version": deeproots.__version__, "host": "test", "device": "cpu"}  # fmt: skip
+        assert (cost.flops, cost.params) == (config["__costs"]["flops"], config["__costs"]["params"])
+        base = {"schedule_id": schedule.id, **config["__costs"], "host": "test", "device": "cpu"}
         reports: list[dict[str, Any]] = []
 
         def on_epoch(r: Any, base: dict = base, model: Any = model, weights: Path = weights,  # noqa: B008

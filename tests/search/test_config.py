@@ -59,21 +59,23 @@ def test_later_rules_override_and_single_choices_are_fixed() -> None:
     assert p.fixed["conv3a"] == 1 and p.fixed["conv1a"] == 1
 
 
-def test_schedule_round_trip() -> None:
-    p = load_space(tiny()).params
-    values = {"conv2a": 4, "conv3a": 2}
+def test_schedule_round_trip_through_ordered_indices() -> None:
+    p = load_space(tiny()).params  # conv2a and conv3a over [1, 2, 4]
+    values = {"conv2a": 2, "conv3a": 1}  # indices: 4 and 2 groups
+    assert p.choices_of(values) == {"conv2a": 4, "conv3a": 2}
     sched = p.schedule(values)
     assert sched.id == "nin:1-1-1-4-1-1-2-1-1"
     assert p.values_of(sched.groups) == values
+    assert p.key(values) == (2, 1)
 
 
 def test_overrides_are_parsed_as_yaml_and_validated() -> None:
     space = load_space(ROOT / "spaces/nin.yaml", ["search.trials=7", "groups.0.choices=[1, 2]", "trainer.lr=0.05",
-                                                 "constraints.max_flops=1e8", "data.subset=null"])  # fmt: skip
+                                                 "constraints.max_flops=2e8", "data.subset=null"])  # fmt: skip
     assert space.spec.search.trials == 7
     assert space.spec.groups[0].choices == [1, 2]
     assert space.spec.trainer["lr"] == 0.05
-    assert space.spec.constraints.max_flops == 1e8
+    assert space.spec.constraints.max_flops == 2e8
 
 
 @pytest.mark.parametrize(

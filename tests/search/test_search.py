@@ -81,30 +81,41 @@ def test_failing_trial_is_recorded_and_the_search_goes_on(ray_session: Any, faul
     )  # fmt: skip
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed and failed[0].number == 0  # the first seed
-    for t in failed:  # the seed, other conv2a=4 schedules, proposals of a schedule given up on
-        assert t.params["conv2a"] == 4 and t.user_attrs["outcome"] in (Outcome.FAILED, Outcome.SKIPPED)
+    for t in failed:  # conv2a=4 schedules (raised, or proposed again: not retried), or duplicates
+        outcome = t.user_attrs["outcome"]
+        assert outcome == Outcome.DUPLICATE or (t.user_attrs["schedule"]["conv2a"] == 4 and outcome in (Outcome.FAILED, Outcome.SKIPPED))
     reason = failed[0].user_attrs["fail_reason"]
     assert reason.startswith("deeproots.training.NonFiniteLossError: training loss is nan at step 1"), reason
+    raised = [t for t in failed if t.user_attrs["outcome"] == Outcome.FAILED]
+    assert len({t.user_attrs["schedule_id"] for t in raised}) == len(raised)  # a non-finite loss is never retried
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert result.evaluated == 2 and len(complete) == 2 and all(t.params["conv2a"] != 4 for t in complete)
+    assert result.evaluated == 2 and len(complete) == 2 and all(t.user_attrs["schedule"]["conv2a"] != 4 for t in complete)
 
 
-def test_asha_stopped_trials_end_pruned(ray_session: Any, faulty: None, tmp_path: Path) -> None:
-    # conv3a with 4 groups gives nin_faulty constant logits (chance accuracy): ASHA stops them.
-    result, study, _ = search(
+@pytest.mark.parametrize("method", ["asha", "moasha"])
+def test_early_stopped_trials_end_pruned_and_spend_only_their_epochs(ray_session: Any, faulty: None, tmp_path: Path, method: str) -> None:
+    # conv3a with 4 groups gives nin_faulty constant logits (chance accuracy) at the same cost as
+    # conv3a with 2 groups: dominated, so ASHA and MO-ASHA both stop them at the first rung.
+    result, study, lines = search(
         tmp_path, model={"arch": "nin_faulty"},
-        seeds=["orig", "nin_faulty:1-1-1-1-1-1-4-1-1", "nin_faulty:1-1-1-2-1-1-4-1-1"],
+        seeds=["orig", "nin_faulty:1-1-1-2-1-1-4-1-1", "nin_faulty:1-1-1-4-1-1-4-1-1", "nin_faulty:1-1-1-2-1-1-2-1-1"],
         data={"options": {"num_train": 320}}, trainer={"epochs": 3},
-        search={"trials": 3, "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2}},
+        search={"trials": 3, "early_stopping": method, "grace_period": 1, "reduction_factor": 2, "sampler": "random"},
         resources={"max_concurrent": 1},
     )  # fmt: skip
     pruned = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.EARLY_STOPPED]
     assert pruned, [(t.number, t.state, t.user_attrs.get("outcome")) for t in study.trials]
     front = {t.number for t in study.best_trials}
+    name = "MO-ASHA" if method == "moasha" else "ASHA"
     for t in pruned:
         assert t.state == TrialState.PRUNED and t.number not in front
-        assert t.user_attrs["epochs_trained"] < 3 and "ASHA" in t.user_attrs["prune_reason"]
-    assert result.evaluated == 3  # early-stopped trials count as evaluated
+        assert len(t.user_attrs["val_accuracy_per_epoch"]) == t.user_attrs["epochs_trained"] < 3
+        assert f"early stopping ({name})" in t.user_attrs["prune_reason"]
+    spent = sum(len(t.user_attrs["val_accuracy_per_epoch"]) for t in study.trials
+                if t.user_attrs.get("outcome") in (Outcome.EVALUATED, Outcome.EARLY_STOPPED))  # fmt: skip
+    assert result.epochs_spent == spent and 9 <= spent < 9 + 3  # 3 full trials' epochs, the last one may finish
+    assert result.counted > result.evaluated  # stopping bought more schedules for the same epochs
+    assert any("stopped early" in line for line in lines)
 
 
 def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session: Any, tmp_path: Path) -> None:
@@ -117,10 +128,10 @@ def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session:
     assert any("holds only 2 distinct schedules" in line for line in lines)
     assert trained_trials(result) == 2  # each schedule trained once
     dups = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.DUPLICATE]
-    assert dups, "seed 3 makes the random sampler propose a schedule it has seen"
-    for t in dups:
+    for t in dups:  # answered from the stored result: never a second COMPLETE trial (tests/search/test_searcher.py forces them)
         original = study.trials[t.user_attrs["duplicate_of"]]
-        assert t.values == original.values and t.params == original.params
+        assert t.state == TrialState.FAIL and t.params == original.params and original.state == TrialState.COMPLETE
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
     for t in study.get_trials(states=(TrialState.COMPLETE,)):  # latency measured once per schedule
         assert t.values[2] == t.user_attrs["latency_ms"] > 0
     assert len(json.loads((result.paths.root / "latency.json").read_text())) == 2
