@@ -3,9 +3,9 @@
 FLOPs are the multiply-adds of every convolution and fully-connected layer
 (``k*k*c_in/g*c_out*H_out*W_out``) plus one for each bias *parameter* (once per output channel,
 not per pixel); BatchNorm, ReLU and pooling are not counted. Parameters are the weights and biases of
-the convolutions and FC layers that run in an inference forward pass (BatchNorm and auxiliary
-heads are not counted). FLOPs are measured with ``thop`` and rules for this convention, on a deep
-copy of the model so that no counting state leaks into the caller's model or its ``state_dict``.
+the convolutions and FC layers that run in an inference forward pass, each tensor once (BatchNorm and
+auxiliary heads are not counted). FLOPs are measured with ``thop`` and rules for this convention, on a
+deep copy of the model so that no counting state leaks into the caller's model or its ``state_dict``.
 
 Latency follows one recorded protocol (DESIGN.md): inference mode, BatchNorm folded into the convs,
 the faster memory format, a stated batch size and thread count, median of interleaved repeats after
@@ -61,15 +61,34 @@ def _no_ops(m: nn.Module, x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
     """BatchNorm, activations, pooling, dropout: not counted in the paper's convention."""
 
 
+#: Counting rule per layer type. A subclass (a weight-standardised conv, a quantisation-aware linear)
+#: takes the rule of its nearest ancestor here; any other layer counts nothing.
+_RULES: dict[type, Any] = {nn.Conv2d: _conv_rule, nn.Linear: _linear_rule}
+#: Attributes thop (older releases) leaves on a profiled model; they would shadow its own.
+_THOP_LEFTOVERS = ("total_ops", "total_params")
+
+
+def _rule_for(cls: type) -> Any:
+    return next((_RULES[t] for t in cls.__mro__ if t in _RULES), _no_ops)
+
+
 def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> Cost:
     """Parameters and FLOPs of ``model`` for one image of ``input_size``, in the paper's convention.
 
     The model is deep-copied and run once (batch 1, eval mode, no grad) on its own device; build it
-    under ``torch.device("meta")`` to cost many schedules without allocating weights.
+    under ``torch.device("meta")`` to cost many schedules without allocating weights. A layer run
+    twice counts its FLOPs twice; a parameter tensor shared by several layers counts once. A subclass
+    of ``nn.Conv2d`` or ``nn.Linear`` is counted as its parent class.
 
     Args:
         model: any network made of ``nn.Conv2d`` / ``nn.Linear`` (and uncounted layers).
         input_size: ``(C, H, W)``; defaults to ``model.default_input_size`` for registry models.
+
+    Returns:
+        :class:`Cost` with ``params`` (count) and ``flops`` (multiply-adds per image).
+
+    Raises:
+        ValueError: no or a malformed ``input_size``, or one the network cannot take.
 
     Example:
         >>> import deeproots
@@ -83,24 +102,27 @@ def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None)
     if len(input_size) != 3 or any(int(s) <= 0 for s in input_size):
         raise ValueError(f"input_size must be (C, H, W) with positive sizes, got {tuple(input_size)}")
     probe = copy.deepcopy(model)
+    for m in probe.modules():  # a model thop has profiled before may carry its counters: drop them from the copy
+        for name in _THOP_LEFTOVERS:
+            if name in dict(m.named_buffers(recurse=False)) or name in vars(m):
+                delattr(m, name)
     param = next(probe.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     x = torch.zeros(1, *input_size, device=device)
     # Every leaf type in the model gets a rule, so thop neither warns nor counts anything else.
-    rules: dict[type, Any] = {type(m): _no_ops for m in probe.modules() if not list(m.children())}
-    rules.update({nn.Conv2d: _conv_rule, nn.Linear: _linear_rule})
+    rules: dict[type, Any] = {type(m): _rule_for(type(m)) for m in probe.modules() if not list(m.children())}
+    rules.update(_RULES)
     try:
         flops, _ = thop.profile(probe, inputs=(x,), custom_ops=rules, verbose=False)
     except RuntimeError as exc:
         raise ValueError(f"input_size {tuple(input_size)} does not fit this network: {exc}") from exc
-    params = sum(
-        p.numel()
-        for m in probe.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.__dict__.get("_deeproots_ran")
-        for p in (m.weight, m.bias)
-        if p is not None
-    )
-    return Cost(params=int(params), flops=int(round(flops)))
+    counted: dict[int, int] = {}  # id(tensor) -> elements: a tied tensor is one set of parameters
+    for m in probe.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.__dict__.get("_deeproots_ran"):
+            for p in (m.weight, m.bias):
+                if p is not None:
+                    counted[id(p)] = p.numel()
+    return Cost(params=int(sum(counted.values())), flops=int(round(flops)))
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
