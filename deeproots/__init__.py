@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from ._cost import Cost, Latency, compare_latency, count_cost, fold_batchnorm, measure_latency
 from ._version import __version__, provenance
-from .models import build_model, list_architectures
+from .models import build_model, drop_aux, list_architectures
 from .schedules import LayerInfo, Schedule, describe_layers, paper_schedules, resolve_schedule
 
 __all__ = [
     "__version__",
     "provenance",
     "build_model",
+    "drop_aux",
     "list_architectures",
     "describe_layers",
     "resolve_schedule",

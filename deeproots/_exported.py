@@ -79,18 +79,23 @@ def load_exported(
     *,
     device: str | torch.device = "cpu",
     check_cost: bool = True,
+    aux: bool = False,
 ) -> nn.Module:
     """Rebuild an exported network and load its trained weights.
 
     The architecture, schedule, number of classes and build options come from the YAML; the
     weights from the safetensors file it names (checked against the recorded SHA-256), loaded
-    strictly -- every tensor present, none extra. Nothing is unpickled.
+    strictly -- every tensor present, none extra. Nothing is unpickled. A network trained with
+    auxiliary classifiers (GoogLeNet) is returned without them unless ``aux=True``; the weights
+    file may hold them or not.
 
     Args:
         path: ``RUN/export/<id>.yaml`` (or the ``.safetensors`` beside it).
         device: where the weights are loaded.
-        check_cost: recount parameters and FLOPs (:func:`deeproots.count_cost`) and require the
-            recorded values.
+        check_cost: recount parameters and FLOPs (:func:`deeproots.count_cost`, of the network as
+            it was trained and measured: auxiliary classifiers included) and require the recorded
+            values.
+        aux: keep the auxiliary classifiers (``model.aux_heads``); their weights must be in the file.
 
     Returns:
         The network in eval mode, with ``model.arch``, ``model.schedule`` (as from
@@ -99,7 +104,8 @@ def load_exported(
     Raises:
         FileNotFoundError: the YAML or its weights are missing.
         ValueError: not an exported model; the weights do not match the recorded checksum or the
-            network; the recounted parameters or FLOPs differ from the recorded ones.
+            network; the recounted parameters or FLOPs differ from the recorded ones; ``aux=True``
+            but the file holds no auxiliary-classifier weights.
 
     Example:
         >>> import deeproots
@@ -111,7 +117,7 @@ def load_exported(
     from safetensors.torch import load_file  # noqa: PLC0415
 
     from ._cost import count_cost  # noqa: PLC0415
-    from .models import build_model  # noqa: PLC0415
+    from .models import aux_heads, build_model, drop_aux  # noqa: PLC0415
     from .schedules import resolve_schedule  # noqa: PLC0415
 
     record = read_exported(path)
@@ -135,7 +141,27 @@ def load_exported(
         raise ValueError(f"{yaml_path}: schedule groups give id {schedule.id}, but the file records {recorded_id}")
     with torch.device("meta"):  # build the shapes only; the tensors come from the file
         model = build_model(arch, schedule, num_classes=num_classes, **(record.get("model_options") or {}))
+    if check_cost:  # the network as trained and measured (shapes only: before any tensor is loaded)
+        input_size = tuple(int(v) for v in record["input_size"])
+        cost = count_cost(model, input_size)
+        want = {**(record.get("metrics") or {}), **(record.get("objectives") or {})}
+        for what, got in (("params", cost.params), ("flops", cost.flops)):
+            if what in want and want[what] is not None and int(want[what]) != got:
+                raise ValueError(
+                    f"{yaml_path}: the rebuilt network has {got:,} {what}, the export records {int(want[what]):,}"
+                )
     state = load_file(str(weights), device=str(device))
+    heads = aux_heads(model)
+    if aux:
+        missing = [h for h in heads if not any(k.startswith(f"{h}.") for k in state)]
+        if missing:
+            raise ValueError(
+                f"{weights}: holds no weights for the auxiliary classifier(s) {', '.join(missing)} "
+                "(exported without them); load with aux=False"
+            )
+    elif heads:
+        drop_aux(model)
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(f"{h}." for h in heads))}
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
@@ -146,13 +172,4 @@ def load_exported(
         raise ValueError(f"{weights}: no tensor for {', '.join(leftover[:5])}")
     model.eval()
     model.export_info = record  # type: ignore[assignment]
-    if check_cost:
-        input_size = tuple(int(v) for v in record["input_size"])
-        cost = count_cost(model, input_size)
-        want = {**(record.get("metrics") or {}), **(record.get("objectives") or {})}
-        for what, got in (("params", cost.params), ("flops", cost.flops)):
-            if what in want and want[what] is not None and int(want[what]) != got:
-                raise ValueError(
-                    f"{yaml_path}: the rebuilt network has {got:,} {what}, the export records {int(want[what]):,}"
-                )
     return model

@@ -9,7 +9,7 @@ import torch.nn as nn
 from . import googlenet, nin, resnet  # noqa: F401  (registration side effects)
 from ._registry import ArchSpec, get_arch, list_architectures, register_model
 
-__all__ = ["build_model", "list_architectures", "get_arch", "register_model", "ArchSpec"]
+__all__ = ["build_model", "list_architectures", "get_arch", "register_model", "ArchSpec", "aux_heads", "drop_aux"]
 
 
 def build_model(arch: str, schedule: Any = "orig", num_classes: int | None = None, **kwargs: Any) -> nn.Module:
@@ -17,11 +17,12 @@ def build_model(arch: str, schedule: Any = "orig", num_classes: int | None = Non
 
     Args:
         arch: a registered architecture (:func:`list_architectures`): ``nin``, ``resnet50``,
-            ``resnet200``, ``googlenet``, ``resnet50_cifar``, ``googlenet_cifar``.
+            ``resnet200``, ``googlenet``, ``googlenet_bvlc``, ``resnet50_cifar``, ``googlenet_cifar``.
         schedule: anything :func:`deeproots.resolve_schedule` accepts: a paper name (``"root-8"``),
             a mapping layer -> groups, a full sequence, a canonical id or a ``Schedule``.
         num_classes: outputs; the architecture's default (10 for CIFAR nets, 1000 for ImageNet) if None.
-        **kwargs: passed to the family's constructor (``aux_logits=True`` for GoogLeNet, ...).
+        **kwargs: passed to the family's constructor (GoogLeNet's ``aux_logits``: the auxiliary
+            classifiers, on by default for ``googlenet``, off for the others).
 
     Returns:
         The model, with ``model.arch``, ``model.schedule`` (the validated ``Schedule``) and
@@ -45,4 +46,33 @@ def build_model(arch: str, schedule: Any = "orig", num_classes: int | None = Non
     model.arch = arch
     model.schedule = sched
     model.default_input_size = spec.input_size
+    return model
+
+
+def aux_heads(model: nn.Module) -> tuple[str, ...]:
+    """Names of ``model``'s auxiliary classifiers: its ``aux_heads`` attribute, ``()`` without one.
+
+    The convention (GoogLeNet here, as torchvision's): auxiliary classifiers are sub-modules that run
+    only while the model itself is in training mode.
+    """
+    return tuple(getattr(model, "aux_heads", ()) or ())
+
+
+def drop_aux(model: nn.Module) -> nn.Module:
+    """Remove ``model``'s auxiliary classifiers, in place; return ``model``.
+
+    The deployment form of a network trained with auxiliary classifiers (Szegedy et al. 2015 discard
+    them at inference): the forward is unchanged in eval mode, the ``state_dict`` loses their tensors.
+    A model without any is returned unchanged.
+
+    Example:
+        >>> import deeproots
+        >>> model = deeproots.drop_aux(deeproots.build_model("googlenet"))
+        >>> model.aux_heads, model.aux1
+        ((), None)
+    """
+    for name in aux_heads(model):
+        setattr(model, name, None)
+    if hasattr(model, "aux_heads"):
+        model.aux_heads = ()
     return model

@@ -176,3 +176,25 @@ def test_a_model_thop_has_profiled_is_costed_silently(capfd, caplog) -> None:
     out, err = capfd.readouterr()
     assert (out, err, caplog.records) == ("", "", [])
     assert list(model.state_dict()) == keys  # the caller's buffers are left as they were
+
+
+def test_aux_heads_are_counted_unless_asked(capfd) -> None:
+    with torch.device("meta"):
+        with_aux = deeproots.build_model("googlenet_cifar", aux_logits=True)
+        without = deeproots.build_model("googlenet_cifar")
+    assert deeproots.count_cost(with_aux, aux=False) == deeproots.count_cost(without)
+    extra = deeproots.count_cost(with_aux).params - deeproots.count_cost(without).params
+    assert extra == 2 * (128 + 2048 * 1024 + 1024 + 1024 * 10 + 10) + (512 + 528) * 128  # 4x4 pool on 8x8 maps
+
+
+def test_cli_googlenet_reproduces_the_papers_table() -> None:
+    out = _cli("googlenet", "orig", "root-2", "root-4", "root-8", "root-16", "--input-size", "3", "224", "224", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["schedule"]: (r["flops"], r["params"]) for r in json.loads(out.stdout)["schedules"]}
+    assert rows == {  # Ioannou et al.'s raw GoogLeNet table, multiply-adds and parameters
+        "orig": (1_716_324_392, 18_809_576),
+        "root-2": (1_542_916_136, 18_754_280),
+        "root-4": (1_291_032_616, 18_515_944),
+        "root-8": (964_383_656, 17_504_744),
+        "root-16": (756_887_912, 16_308_968),
+    }
