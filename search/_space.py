@@ -175,7 +175,8 @@ def build_param_space(space: SearchSpace) -> ParamSpace:
     input_size = tuple(cfg.input_size or data_size or spec.input_size)
     if data_size is not None and tuple(data_size) != input_size:
         raise SpaceError("model.input_size", f"{list(input_size)} differs from the data's {list(data_size)}")
-    layers = tuple(deeproots.describe_layers(cfg.arch, num_classes))
+    # auxiliary classifiers' convs (GoogLeNet) are never grouped and not part of a schedule
+    layers = tuple(layer for layer in deeproots.describe_layers(cfg.arch, num_classes) if not layer.aux)
     by_name = {layer.name: layer for layer in layers}
 
     try:
