@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 # --- training: data sets and the trainer (deeproots/data, deeproots/training.py) ---
-from .data import DataBundle, FolderSplit, TensorSplit, load_data  # noqa: E402
+from .data import DataBundle, DataError, DatasetInfo, FolderSplit, TensorSplit, dataset_info, load_data  # noqa: E402
 from .training import (  # noqa: E402
     EpochResult,
     FitResult,
@@ -50,6 +50,9 @@ from .training import (  # noqa: E402
 
 __all__ += [
     "load_data",
+    "dataset_info",
+    "DatasetInfo",
+    "DataError",
     "DataBundle",
     "TensorSplit",
     "FolderSplit",
