@@ -43,6 +43,7 @@ __all__ = [
     "DataBundle",
     "DataError",
     "DatasetInfo",
+    "check_sizes",
     "dataset_info",
     "FolderSplit",
     "Split",
@@ -99,24 +100,42 @@ class DatasetInfo:
     fingerprint: str
 
     def check_sizes(self, *, val_size: int, subset: int | None = None) -> None:
-        """Raise :class:`DataError` (with ``key`` ``"val_size"`` or ``"subset"``) when the validation split
-        and the training subset cannot both come out of the training images.
+        """:func:`check_sizes` against this data set's training images."""
+        check_sizes(self.num_train, val_size=val_size, subset=subset, what=self.name + (f" in {self.root}" if self.root else ""))
 
-        The validation split is drawn first and must leave at least one training image; ``subset``
-        training images must remain beside it. (Class balance is checked when the split is drawn.)
-        """
-        where = f"the {self.num_train:,} training images of {self.name}" + (f" in {self.root}" if self.root else "")
-        if val_size >= self.num_train:
-            raise DataError(
-                f"val_size={val_size:,} leaves none of {where} to train on; at most {self.num_train - 1:,}",
-                key="val_size",
-            )
-        if subset is not None and subset + val_size > self.num_train:
-            raise DataError(
-                f"subset={subset:,} + val_size={val_size:,} exceeds {where}; subset can be at most "
-                f"{self.num_train - val_size:,}",
-                key="subset",
-            )
+
+def check_sizes(num_train: int, *, val_size: int, subset: int | None = None, what: str = "the data set") -> None:
+    """Raise :class:`DataError` when a validation split and a training subset cannot both come out of
+    ``num_train`` training images.
+
+    The validation split is drawn first and must leave at least one training image; ``subset``
+    training images must remain beside it. (Class balance is checked when the split is drawn.)
+
+    Args:
+        num_train: training images of the data set (:attr:`DatasetInfo.num_train`; CIFAR-10 as
+            published: ``CIFAR10_PUBLISHED["num_train"]``).
+        val_size: validation images asked for.
+        subset: training images asked for; None: all that remain.
+        what: how the message names the data set.
+
+    Raises:
+        DataError: with ``key`` ``"val_size"`` or ``"subset"``, naming the largest value that fits.
+
+    Example:
+        >>> from deeproots.data import check_sizes
+        >>> check_sizes(50_000, val_size=60_000, what="cifar10")
+        Traceback (most recent call last):
+        ...
+        deeproots.data._errors.DataError: val_size=60,000 leaves none of the 50,000 training images of cifar10 to train on; at most 49,999
+    """
+    where = f"the {num_train:,} training images of {what}"
+    if val_size >= num_train:
+        raise DataError(f"val_size={val_size:,} leaves none of {where} to train on; at most {num_train - 1:,}", key="val_size")
+    if subset is not None and subset + val_size > num_train:
+        raise DataError(
+            f"subset={subset:,} + val_size={val_size:,} exceeds {where}; subset can be at most {num_train - val_size:,}",
+            key="subset",
+        )
 
 
 @dataclass(frozen=True, eq=False)
