@@ -124,6 +124,31 @@ def test_invalid_space_file_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "not a UTF-8 text file (byte 0x89 at offset 0); a space file is YAML text"),
+        (bytes(range(256)), "not a UTF-8 text file (byte 0x80 at offset 128)"),
+        ("name: caf\u00e9\n".encode("latin-1"), "not a UTF-8 text file (byte 0xe9 at offset 9)"),
+        (b"name: x\nmodel: {arch: nin}\x00\n", "not valid YAML (line 2): unacceptable character #x0000"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "not valid YAML (line 1): unacceptable character #x0003"),
+    ],
+    ids=["png", "all-bytes", "latin-1", "nul", "zip"],
+)
+def test_a_space_file_that_is_not_text_is_one_line_exit_2(
+    content: bytes, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "space.yaml"
+    bad.write_bytes(content)
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: {message}") and err.count("\n") == 1 and "Traceback" not in err
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path} is a folder, not a space file (e.g. spaces/nin.yaml)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
 def test_cli_process_exit_status_and_single_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [PYTHON, "-m", "search.run", str(ROOT / "spaces/nin.yaml"), "--set", "search.sampler=annealing"],
