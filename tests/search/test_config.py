@@ -59,6 +59,24 @@ def test_later_rules_override_and_single_choices_are_fixed() -> None:
     assert p.fixed["conv3a"] == 1 and p.fixed["conv1a"] == 1
 
 
+@pytest.mark.parametrize(
+    ("groups", "key", "message"),
+    [
+        ([{"choices": [1, 7]}], "groups.0.choices", "7 fits no layer this rule selects (9: conv1a, conv1b, conv1c ...;"),
+        ([{"choices": [1, 2, 7, 11]}], "groups.0.choices", "7, 11 fit no layer this rule selects"),
+        ([{"kind": "spatial", "choices": [1, 2, 5]}], "groups.0.choices", "5 fits no layer this rule selects (3: conv1a, conv2a, conv3a;"),
+        ([{"choices": [1, 2]}, {"layers": "conv3*", "choices": [1, 13]}], "groups.1.choices", "13 fits no layer this rule selects (3: conv3a"),
+        ([{"tie": "all", "choices": [1, 3]}], "groups", "nothing to search: every selected layer has a single valid choice (groups.0: 3 is not valid for every layer tied by tie: all)"),
+    ],
+    ids=["star", "two", "spatial", "second-rule", "tie-all"],
+)
+def test_choices_no_selected_layer_can_take_are_named(groups: list, key: str, message: str) -> None:
+    with pytest.raises(SpaceError) as e:
+        build_param_space(load_space(tiny(groups=groups)))
+    assert e.value.key == key and message in str(e.value), str(e.value)
+    assert "they take: 1, 2, 3, 4, 6, 8" in str(e.value) or key == "groups"
+
+
 def test_schedule_round_trip() -> None:
     p = build_param_space(load_space(tiny()))
     values = {"conv2a": 4, "conv3a": 2}
