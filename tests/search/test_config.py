@@ -111,6 +111,8 @@ def test_overrides_are_parsed_as_yaml_and_validated() -> None:
         ("objectives=[flops, params]", "objectives"),
         ("data.name=mnist", "data.name"),
         ("data.root=/does/not/exist", "data.root"),
+        ("data.val_size=60000", "data.val_size"),
+        ("data.subset=45001", "data.subset"),
         ("storage=not-a-url", "storage"),
         ("search.sampler_options={population_size: 1}", "search.sampler_options"),
         ("resources.gpus_per_trial=-1", "resources.gpus_per_trial"),
@@ -187,6 +189,51 @@ def test_dry_run_describes_without_writing(tmp_path: Path, monkeypatch: pytest.M
     assert "87.6M .. 222M" in out  # FLOPs range: conv2a/conv3a at 32 groups .. the original NIN
     assert "root-8" in out and "estimated run time" in out
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        ({"val_size": 160}, "data.val_size", "val_size=160 leaves none of the 160 training images of synthetic to train on; at most 159"),
+        ({"subset": 97}, "data.subset", "subset=97 + val_size=64 exceeds the 160 training images of synthetic; subset can be at most 96"),
+        ({"name": "cifar10", "val_size": 50_000}, "data.val_size", "of CIFAR-10 to train on; at most 49,999"),
+        ({"name": "cifar10", "val_size": 64, "subset": 49_937}, "data.subset", "exceeds the 50,000 training images of CIFAR-10; subset can be at most 49,936"),
+    ],
+    ids=["synthetic-val", "synthetic-subset", "cifar-val", "cifar-subset"],
+)
+def test_sizes_the_data_cannot_hold_are_refused_naming_the_key(data: dict, key: str, message: str, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPROOTS_DATA", raising=False)
+    monkeypatch.setenv("DEEPROOTS_CACHE", "/nonexistent/deeproots-cache")  # no copy at hand: CIFAR-10 as published
+    with pytest.raises(SpaceError) as e:
+        load_space(_with_data(data))
+    assert e.value.key == key and message in str(e.value), str(e.value)
+    load_space(tiny(data={"subset": 96}))  # the largest that fits
+
+
+def _with_data(data: dict) -> dict:
+    """The tiny space on other data (CIFAR-10 at its own 32x32 geometry)."""
+    space = tiny()
+    space["data"] = {**space["data"], **data}
+    if data.get("name") == "cifar10":
+        space["data"].pop("options")
+        space["model"] = {"arch": "nin"}
+    return space
+
+
+def test_a_copy_at_data_root_is_counted_and_checked(tmp_path: Path, monkeypatch) -> None:
+    from tests.deeproots.test_data import N_TRAIN, _write_cifar
+
+    monkeypatch.setenv("DEEPROOTS_CACHE", str(tmp_path / "cache"))
+    _write_cifar(tmp_path / "data" / "cifar-10-batches-py")
+    cifar = {"name": "cifar10", "root": str(tmp_path / "data"), "val_size": 20}
+    load_space(_with_data(cifar))
+    with pytest.raises(SpaceError, match=f"data.subset: subset=181 \\+ val_size=20 exceeds the {N_TRAIN} training images of cifar10 in"):
+        load_space(_with_data({**cifar, "subset": N_TRAIN - 19}))
+    (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"")
+    with pytest.raises(SpaceError) as e:
+        load_space(_with_data(cifar))
+    assert str(e.value).startswith("data.root: CIFAR-10 file ") and "data_batch_2 is damaged (empty file)" in str(e.value)
+    assert load_space(_with_data(cifar), check_data=False).data.root == cifar["root"]  # a dry run does not read it
 
 
 def test_space_error_names_key() -> None:
