@@ -13,8 +13,10 @@ Example:
 from __future__ import annotations
 
 from ._cost import Cost, Latency, compare_latency, count_cost, fold_batchnorm, measure_latency
+from ._cost_table import CostTable
 from ._version import __version__, provenance
-from .models import build_model, drop_aux, list_architectures
+from ._build import build_model
+from .models import drop_aux, list_architectures
 from .schedules import LayerInfo, Schedule, describe_layers, paper_schedules, resolve_schedule
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "Schedule",
     "count_cost",
     "Cost",
+    "CostTable",
     "measure_latency",
     "compare_latency",
     "fold_batchnorm",
@@ -65,6 +68,6 @@ __all__ += [
     "NonFiniteLossError",
 ]
 
-from ._exported import load_exported  # noqa: E402  (exported Pareto models: YAML + safetensors)
+from ._exported import ExportedConfig, load_exported  # noqa: E402  (exported Pareto models: YAML + safetensors)
 
-__all__ += ["load_exported"]
+__all__ += ["ExportedConfig", "load_exported"]

@@ -233,19 +233,17 @@ _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "lr_schedule", "warmup_fraction",
 
 def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
     """The run an exported YAML describes, at full budget, with the flags given applied on top."""
-    from ._exported import read_exported
+    from ._exported import ExportedConfig
 
     if args.resume and args.checkpoint is None:
         raise _UsageError("--resume needs --checkpoint")
     if explicit & {"arch", "schedule"}:
         raise _UsageError("--config gives the architecture and schedule; drop --arch/--schedule")
-    rec = read_exported(args.config)
-    data = dict(rec.get("data") or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    recipe = {k: v for k, v in (rec.get("training") or {}).items() if k in known}
-    recipe.update({k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit})
+    cfg = ExportedConfig.read(args.config)
+    data = cfg.data
+    overrides = {k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit}
     if "no_bf16" in explicit:
-        recipe["bf16"] = False
+        overrides["bf16"] = False
     options: dict[str, Any] = dict(data.get("options") or {})
     options["subset"] = args.subset  # full budget: the whole training split unless --subset
     options["val_size"] = args.val_size if "val_size" in explicit else int(data.get("val_size", 5000))
@@ -253,25 +251,25 @@ def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
         if key in explicit:
             options[key] = getattr(args, key)
     root = data.get("root")
-    schedule = rec["schedule"]
-    metrics = rec.get("metrics") or {}
+    config = cfg.train_config(**overrides)
+    metrics = cfg.metrics
     return _RunSpec(
-        arch=rec["arch"],
-        schedule=dict(schedule.get("groups") or {}) or schedule["id"],
+        arch=cfg.arch,
+        schedule=dict(cfg.groups) or cfg.schedule_id,
         dataset=args.dataset if "dataset" in explicit else data.get("name", "cifar10"),
         data_root=args.data_root if "data_root" in explicit else (Path(root) if root else None),
         data_options=options,
-        config=TrainConfig(**recipe),
+        config=config,
         cache_dir=args.cache_dir,
         checkpoint=args.checkpoint,
         resume=args.resume,
         test=not args.no_test,
-        model_options=dict(rec.get("model_options") or {}),
+        model_options=dict(cfg.model_options),
         data_seed=int(data.get("seed", 0)),
         extra={"exported": {
-            "config": str(args.config), "schedule": schedule.get("id"), "name": schedule.get("name"),
+            "config": str(args.config), "schedule": cfg.schedule_id, "name": cfg.schedule_name,
             "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
-            "epochs": metrics.get("epochs_trained", recipe.get("epochs")), "subset": data.get("subset"),
+            "epochs": metrics.get("epochs_trained", cfg.training.get("epochs")), "subset": data.get("subset"),
             "params": metrics.get("params"), "flops": metrics.get("flops"),
         }},  # fmt: skip
     )

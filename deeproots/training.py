@@ -41,6 +41,7 @@ __all__ = [
     "NonFiniteLossError",
     "fit",
     "evaluate",
+    "checkpoint_history",
 ]
 
 _CHECKPOINT_FORMAT = 1
@@ -413,6 +414,28 @@ def _load_checkpoint(
             "resume with the same config and data, or start afresh"
         )
     return state
+
+
+def checkpoint_history(path: str | Path) -> list[EpochResult]:
+    """The epochs an epoch-end checkpoint of :func:`fit` holds (what a resumed run starts from).
+
+    Args:
+        path: a file written by ``fit(..., checkpoint_path=path)``.
+
+    Returns:
+        One :class:`EpochResult` per epoch trained before the checkpoint was written; empty when
+        the file does not exist.
+
+    Raises:
+        ValueError: the file is not a deeproots checkpoint.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(p)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT})")
+    return [EpochResult(**h) for h in state["history"]]
 
 
 def fit(

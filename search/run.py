@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from ._config import SpaceError, load_space
+from .space._schema import SpaceError
 
 __all__ = ["main"]
 
@@ -57,20 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        space = load_space(args.space, args.overrides, name=args.name, check_data=not args.dry_run)
-        from ._study import make_sampler, plan_run  # noqa: PLC0415 (heavy imports after the cheap checks)
+        from .space import load_space  # noqa: PLC0415 (imports torch only after the schema checks)
 
-        make_sampler(space, space.search.trials)
+        space = load_space(args.space, args.overrides, name=args.name, check_data=not args.dry_run)
+        from .engine._study import make_sampler, plan_run  # noqa: PLC0415 (heavy imports after the cheap checks)
+
+        make_sampler(space, space.spec.search.trials)
         plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh)
         if args.dry_run:
-            from ._runner import dry_run  # noqa: PLC0415
+            from .runner._estimate import dry_run  # noqa: PLC0415
 
             dry_run(space, plan, estimate=not args.no_estimate)
             return 0
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from ._runner import run_search  # noqa: PLC0415
+    from .runner._driver import run_search  # noqa: PLC0415
 
     try:
         result = run_search(

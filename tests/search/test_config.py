@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search import SpaceError, build_param_space, load_space
+from search import SpaceError, load_space
 from search.run import main
 from tests.search.conftest import PYTHON, ROOT, tiny
 
@@ -17,7 +17,7 @@ SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_shipped_spaces_validate(path: Path) -> None:
     space = load_space(path, check_data=False)
-    pspace = build_param_space(space)
+    pspace = space.params
     assert space.name == path.stem
     assert pspace.size >= 2
     assert pspace.seeds, "every shipped space seeds with the paper's schedules"
@@ -26,7 +26,7 @@ def test_shipped_spaces_validate(path: Path) -> None:
 
 
 def test_nin_space_searches_every_conv() -> None:
-    p = build_param_space(load_space(ROOT / "spaces/nin.yaml"))
+    p = load_space(ROOT / "spaces/nin.yaml").params
     searched = {layer for param in p.params for layer in param.layers}
     # conv1a (3 input channels) can only take 1 group: fixed, everything else searched.
     assert searched == {f"conv{i}{c}" for i in (1, 2, 3) for c in "abc"} - {"conv1a"}
@@ -36,25 +36,25 @@ def test_nin_space_searches_every_conv() -> None:
 
 
 def test_nin_spatial_is_the_papers_space() -> None:
-    p = build_param_space(load_space(ROOT / "spaces/nin-spatial.yaml"))
+    p = load_space(ROOT / "spaces/nin-spatial.yaml").params
     assert [q.name for q in p.params] == ["conv2a", "conv3a"]
     assert p.size == 36 and p.enumerable
 
 
 def test_per_stage_and_per_block_shorthands() -> None:
-    per_stage = build_param_space(load_space(ROOT / "spaces/resnet50-cifar.yaml"))
+    per_stage = load_space(ROOT / "spaces/resnet50-cifar.yaml").params
     assert [q.name for q in per_stage.params] == ["layer1", "layer2", "layer3", "layer4"]
     assert [len(q.layers) for q in per_stage.params] == [3, 4, 6, 3]
-    per_block = build_param_space(load_space(ROOT / "spaces/resnet50.yaml", check_data=False))
+    per_block = load_space(ROOT / "spaces/resnet50.yaml", check_data=False).params
     assert len(per_block.params) == 16 and all(q.name.endswith(".conv2") for q in per_block.params)
-    inception = build_param_space(load_space(ROOT / "spaces/googlenet.yaml", check_data=False))
+    inception = load_space(ROOT / "spaces/googlenet.yaml", check_data=False).params
     assert [q.name for q in inception.params] == ["conv2", "inception3", "inception4", "inception5"]
     assert inception.params[2].choices == (1, 2, 4, 8)  # a 5x5 branch of inception4 has 24 inputs
 
 
 def test_later_rules_override_and_single_choices_are_fixed() -> None:
     space = load_space(tiny(groups=[{"choices": [1, 2]}, {"layers": "conv3*", "choices": [1]}]))
-    p = build_param_space(space)
+    p = space.params
     assert {q.name for q in p.params} == {"conv1b", "conv1c", "conv2a", "conv2b", "conv2c"}
     assert p.fixed["conv3a"] == 1 and p.fixed["conv1a"] == 1
 
@@ -72,13 +72,13 @@ def test_later_rules_override_and_single_choices_are_fixed() -> None:
 )
 def test_choices_no_selected_layer_can_take_are_named(groups: list, key: str, message: str) -> None:
     with pytest.raises(SpaceError) as e:
-        build_param_space(load_space(tiny(groups=groups)))
+        load_space(tiny(groups=groups))
     assert e.value.key == key and message in str(e.value), str(e.value)
     assert "they take: 1, 2, 3, 4, 6, 8" in str(e.value) or key == "groups"
 
 
 def test_schedule_round_trip() -> None:
-    p = build_param_space(load_space(tiny()))
+    p = load_space(tiny()).params
     values = {"conv2a": 4, "conv3a": 2}
     sched = p.schedule(values)
     assert sched.id == "nin:1-1-1-4-1-1-2-1-1"
@@ -88,10 +88,10 @@ def test_schedule_round_trip() -> None:
 def test_overrides_are_parsed_as_yaml_and_validated() -> None:
     space = load_space(ROOT / "spaces/nin.yaml", ["search.trials=7", "groups.0.choices=[1, 2]", "trainer.lr=0.05",
                                                  "constraints.max_flops=1e8", "data.subset=null"])  # fmt: skip
-    assert space.search.trials == 7
-    assert space.groups[0].choices == [1, 2]
-    assert space.trainer["lr"] == 0.05
-    assert space.constraints.max_flops == 1e8
+    assert space.spec.search.trials == 7
+    assert space.spec.groups[0].choices == [1, 2]
+    assert space.spec.trainer["lr"] == 0.05
+    assert space.spec.constraints.max_flops == 1e8
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_a_copy_at_data_root_is_counted_and_checked(tmp_path: Path, monkeypatch)
     with pytest.raises(SpaceError) as e:
         load_space(_with_data(cifar))
     assert str(e.value).startswith("data.root: CIFAR-10 file ") and "data_batch_2 is damaged (empty file)" in str(e.value)
-    assert load_space(_with_data(cifar), check_data=False).data.root == cifar["root"]  # a dry run does not read it
+    assert load_space(_with_data(cifar), check_data=False).spec.data.root == cifar["root"]  # a dry run does not read it
 
 
 def test_space_error_names_key() -> None:
@@ -244,8 +244,8 @@ def test_space_error_names_key() -> None:
 
 def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
     from search import run_search
-    from search._runner import _lock_run
-    from search._study import plan_run
+    from search.runner._driver import _lock_run
+    from search.engine._study import plan_run
 
     space = load_space(tiny())
     plan = plan_run(space, runs_dir=tmp_path)

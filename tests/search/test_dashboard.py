@@ -77,7 +77,7 @@ def _study_detail(base: str, name: str) -> dict[str, Any]:
 
 
 def test_dashboard_lists_the_study_metric_names_attributes_and_export_figures(run: Path) -> None:
-    from search._plots import GRAPH_IDS
+    from search.outputs._plots import GRAPH_IDS
     from search.export import export_run
 
     result = export_run(run, print_fn=_quiet)

@@ -66,13 +66,14 @@ def test_config_records_architecture_schedule_objectives_training_and_provenance
     import yaml
 
     import deeproots
+    from deeproots._exported import EXPORT_FORMAT
 
     run, result = exported
     study = _study(run)
     for row in result.rows:
         rec = yaml.safe_load((run / "export" / row["config"]).read_text())
         trial = study.trials[rec["search"]["trial"]]
-        assert rec["format"] == "deeproots-export/1" and rec["arch"] == "nin"
+        assert rec["format"] == EXPORT_FORMAT and rec["arch"] == "nin"
         sched = deeproots.resolve_schedule("nin", rec["schedule"]["groups"])
         assert sched.id == rec["schedule"]["id"] == trial.user_attrs["schedule_id"]
         assert list(rec["schedule"]["groups"]) == [layer.name for layer in deeproots.describe_layers("nin")]
@@ -95,8 +96,8 @@ def test_config_records_architecture_schedule_objectives_training_and_provenance
 
 def test_test_accuracy_is_recorded_next_to_validation_and_weights_reproduce_it(exported: tuple[Path, Any]) -> None:
     run, result = exported
-    for row in result.rows:
-        m = row["record"]["metrics"]
+    for cfg in result.configs:
+        m = cfg.metrics
         assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_images"] == 40
         # The exported weights score the validation accuracy the search recorded (same split, CPU).
         assert m["val_accuracy_reevaluated"] == pytest.approx(m["val_accuracy"], abs=1 / 32 + 1e-9)
@@ -241,7 +242,7 @@ def test_storage_study_out_form(run: Path, tmp_path: Path) -> None:
 
 
 def test_reexport_reuses_evaluations_and_removes_stale_files(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import search._export as ex
+    import search.outputs._export as ex
 
     first = ex.export_run(run, dashboard=False, print_fn=_quiet)
     stale = run / "export" / "nin_1-2-3.yaml"
@@ -249,8 +250,8 @@ def test_reexport_reuses_evaluations_and_removes_stale_files(run: Path, monkeypa
     manifest["files"].append(stale.name)
     (run / "export" / "manifest.json").write_text(json.dumps(manifest))
     stale.write_text("old")
-    monkeypatch.setattr(ex, "_evaluate", lambda *a, **k: pytest.fail("evaluated again despite the cache"))
-    monkeypatch.setattr(ex, "_load_data", lambda *a, **k: pytest.fail("loaded the data despite the cache"))
+    monkeypatch.setattr(ex, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again despite the cache"))
+    monkeypatch.setattr(ex, "load_test_data", lambda *a, **k: pytest.fail("loaded the data despite the cache"))
     second = ex.export_run(run, dashboard=False, print_fn=_quiet)
     assert [r["test_accuracy"] for r in second.rows] == [r["test_accuracy"] for r in first.rows]
     assert not stale.exists()
@@ -271,8 +272,8 @@ def test_onnx_export_matches_pytorch(run: Path) -> None:
     from search.export import export_run
 
     result = export_run(run, onnx=True, dashboard=False, print_fn=_quiet)
-    for row in result.rows:
-        info = row["record"]["onnx"]
+    for cfg in result.configs:
+        info = cfg.onnx
         assert (run / "export" / info["file"]).is_file()
         assert info["max_abs_diff"] < 1e-3 and info["argmax_agreement"] == 1.0
 
@@ -281,7 +282,7 @@ def test_onnx_export_matches_pytorch(run: Path) -> None:
 
 
 def test_hypervolume_exact_values() -> None:
-    from search._plots import hypervolume
+    from search.outputs._plots import hypervolume
 
     assert hypervolume([(0.5, 0.5)], (1.0, 1.0)) == pytest.approx(0.25)
     assert hypervolume([(0.0, 0.5), (0.5, 0.0)], (1.0, 1.0)) == pytest.approx(0.75)
@@ -293,11 +294,11 @@ def test_hypervolume_exact_values() -> None:
 
 
 def test_points_fold_duplicates_and_mark_the_front(exported: tuple[Path, Any]) -> None:
-    from search._plots import collect_points
+    from search.outputs._plots import collect_points
 
     run, result = exported
     study = _study(run)
-    points = collect_points(study)
+    points = collect_points(study, {"nin:1-1-1-1-1-1-1-1-1": "orig"})
     ids = [p.schedule_id for p in points]
     assert len(ids) == len(set(ids)) == 5
     assert {p.schedule_id for p in points if p.pareto} == {r["schedule_id"] for r in result.rows}

@@ -10,9 +10,11 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search import SpaceError, build_param_space, load_space
-from search._searcher import EarlyStopper, Outcome, ScheduleSearch
-from search._study import make_sampler, open_storage, plan_run, prepare_study
+from search import SpaceError, load_space
+from search.engine._scheduler import EarlyStopper
+from search.engine._searcher import ScheduleSearch
+from search.engine.record import Outcome
+from search.engine._study import make_sampler, open_storage, plan_run, prepare_study
 from tests.search.conftest import tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -20,13 +22,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def make(tmp_path: Path, stopper: EarlyStopper | None = None, fresh: bool = False, **over: Any) -> tuple[ScheduleSearch, Any]:
     space = load_space(tiny(**over))
-    pspace = build_param_space(space)
+    pspace = space.params
     url = f"sqlite:///{tmp_path}/study.db"
     plan = plan_run(space, runs_dir=tmp_path, storage=url, fresh=fresh)
     storage = open_storage(url)
-    info = prepare_study(plan, space, pspace, storage, {"git_revision": "test"})
-    sampler = make_sampler(space, space.search.trials, offset=len(optuna.load_study(study_name=plan.paths.study_name, storage=storage).trials))
-    s = ScheduleSearch(space, pspace, plan.paths.study_name, storage, sampler, space.search.trials, stopper,
+    info = prepare_study(plan, space, storage, {"git_revision": "test"})
+    sampler = make_sampler(space, space.spec.search.trials, offset=len(optuna.load_study(study_name=plan.paths.study_name, storage=storage).trials))
+    s = ScheduleSearch(space, plan.paths.study_name, storage, sampler, space.spec.search.trials, stopper,
                        run_dir=str(tmp_path), provenance={"git_revision": "test"})  # fmt: skip
     s.resume_from_checkpoint(info["checkpoints"])
     return s, pspace

@@ -1,4 +1,4 @@
-"""The one module that turns a space's ``groups:`` rules into Optuna calls and back into schedules.
+"""The one module that turns a space's ``groups:`` rules into Optuna parameters and back into schedules.
 
 Each rule selects layers from :func:`deeproots.describe_layers` (name globs, ``kind``, stage globs),
 later rules overriding earlier ones, and ties them: one parameter per layer, per stage (the paper's
@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from ._config import SearchSpace, SpaceError, data_geometry
+from ._schema import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
     import optuna
@@ -154,8 +154,15 @@ def _as_list(v: str | list[str]) -> list[str]:
     return [v] if isinstance(v, str) else list(v)
 
 
-def build_param_space(space: SearchSpace) -> ParamSpace:
+def build_param_space(
+    space: SearchSpace, data_size: tuple[int, int, int] | None = None, data_classes: int | None = None
+) -> ParamSpace:
     """Resolve the space's rules against the architecture's layers.
+
+    Args:
+        space: the schema-valid space.
+        data_size: (C, H, W) of the data's images (None: the architecture's default input).
+        data_classes: classes of the data (None: the architecture's default).
 
     Raises:
         SpaceError: unknown architecture, a rule that matches no layer, a choice that no layer the
@@ -166,7 +173,6 @@ def build_param_space(space: SearchSpace) -> ParamSpace:
     cfg = space.model
     if cfg.arch not in deeproots.list_architectures():
         raise SpaceError("model.arch", f"unknown architecture {cfg.arch!r}; choose one of: {', '.join(deeproots.list_architectures())}")
-    data_size, data_classes = data_geometry(space)
     num_classes = cfg.num_classes or data_classes
     from deeproots.models import get_arch  # noqa: PLC0415
 

@@ -28,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
+
+from ..engine.record import TrialView
+from ._locate import RunView
 
 __all__ = ["Point", "collect_points", "hypervolume", "hypervolume_history", "write_figures", "attach_to_study"]
 
@@ -69,47 +72,30 @@ class Point:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _paper_names(arch: str | None) -> dict[str, str]:
-    """Schedule id -> paper name for ``arch`` (first name wins when two coincide)."""
-    if not arch:
-        return {}
-    import deeproots  # noqa: PLC0415
-
-    try:
-        named = deeproots.paper_schedules(arch)
-    except ValueError:
-        return {}
-    out: dict[str, str] = {}
-    for name, s in named.items():
-        out.setdefault(s.id, name)
-    return out
-
-
-def collect_points(study: optuna.Study, pareto_ids: set[str] | None = None) -> list[Point]:
+def collect_points(study: optuna.Study, paper: dict[str, str] | None = None, pareto_ids: set[str] | None = None) -> list[Point]:
     """Distinct schedules with their objective values, in trial order.
 
     Args:
         study: the study.
+        paper: schedule id -> paper name (labels).
         pareto_ids: schedule ids of the Pareto set (default: from ``study.best_trials``).
     """
     names = list(study.metric_names or [])
-    trials = study.get_trials(deepcopy=False)
-    arch = next((t.user_attrs.get("arch") for t in trials if t.user_attrs.get("arch")), None)
-    paper = _paper_names(arch)
+    paper = paper or {}
     if pareto_ids is None:
-        pareto_ids = {t.user_attrs.get("schedule_id", f"trial{t.number}") for t in study.best_trials}
+        pareto_ids = {TrialView(t).schedule_id for t in study.best_trials}
     points: dict[str, Point] = {}
-    for t in trials:
-        sid = t.user_attrs.get("schedule_id", f"trial{t.number}")
+    for t in study.get_trials(deepcopy=False):
+        view = TrialView(t)
+        sid = view.schedule_id
         if sid in points:
             continue
-        label = t.user_attrs.get("seed") or paper.get(sid)
+        label = view.seed_label or paper.get(sid)
         if t.state == TrialState.COMPLETE and t.values is not None:
             values = dict(zip(names, t.values))
             points[sid] = Point(t.number, sid, label, values, "evaluated", sid in pareto_ids)
-        elif t.state == TrialState.PRUNED and isinstance(t.user_attrs.get("partial_values"), dict):
-            values = {k: float(v) for k, v in t.user_attrs["partial_values"].items()}
-            points[sid] = Point(t.number, sid, label, values, "early_stopped", False)
+        elif t.state == TrialState.PRUNED and view.partial_values is not None:
+            points[sid] = Point(t.number, sid, label, view.partial_values, "early_stopped", False)
     return list(points.values())
 
 
@@ -154,21 +140,9 @@ def hypervolume(points: list[tuple[float, ...]], ref: tuple[float, ...]) -> floa
     return vol
 
 
-def _normalisers(points: list[Point], objectives: list[str], arch: str | None, input_size: Any, num_classes: Any) -> dict[str, float]:
-    """Cost objective -> divisor (the ungrouped network's cost; the largest latency measured)."""
+def _normalisers(points: list[Point], objectives: list[str], base: Any) -> dict[str, float]:
+    """Cost objective -> divisor (the ungrouped network's cost ``base``; the largest latency measured)."""
     out: dict[str, float] = {}
-    base = None
-    if arch and input_size and any(o in ("flops", "params") for o in objectives):
-        try:
-            import torch  # noqa: PLC0415
-
-            import deeproots  # noqa: PLC0415
-
-            with torch.device("meta"):
-                model = deeproots.build_model(arch, "orig", num_classes=num_classes)
-            base = deeproots.count_cost(model, tuple(input_size))
-        except Exception:  # noqa: BLE001 (fall back to the largest observed value)
-            base = None
     for o in objectives:
         if o == "val_accuracy":
             continue
@@ -196,7 +170,7 @@ def hypervolume_history(
     out: list[tuple[int, float]] = []
     hv = 0.0
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.values is None or _infeasible(t):
+        if t.values is None or not TrialView(t).feasible:
             continue
         values = dict(zip(study.metric_names or objectives, t.values))
         p = _as_loss(values, objectives, norm)
@@ -205,10 +179,6 @@ def hypervolume_history(
             hv = hypervolume(seen, ref) / box
         out.append((t.number, hv))
     return out
-
-
-def _infeasible(t: FrozenTrial) -> bool:
-    return any(v > 0 for v in (t.constraints or []))
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -246,7 +216,7 @@ def _png_tradeoff(points: list[Point], x: str, path: Path, title: str) -> None:
     front = _front_2d([p for p in points if x in p.values], x)
     if len(front) > 1:
         ax.step([p.values[x] * s for p in front], [p.values["val_accuracy"] for p in front], where="post",
-                color="#d62728", linestyle="--", linewidth=1, alpha=0.6, label=f"front in this view")  # fmt: skip
+                color="#d62728", linestyle="--", linewidth=1, alpha=0.6, label="front in this view")  # fmt: skip
     for p in points:
         if p.label and x in p.values:
             ax.annotate(p.label, (p.values[x] * s, p.values["val_accuracy"]), textcoords="offset points",
@@ -360,27 +330,20 @@ def _plotly_hypervolume(history: list[tuple[int, float]], title: str) -> Any:
     return fig
 
 
-def write_figures(
-    study: optuna.Study,
-    out_dir: str | Path,
-    *,
-    pareto_ids: set[str] | None = None,
-    arch: str | None = None,
-    input_size: Any = None,
-    num_classes: int | None = None,
-    html: bool = True,
-) -> dict[str, Any]:
-    """Write the PNG (and HTML) figures of ``study`` into ``out_dir``.
+def write_figures(view: RunView, out_dir: str | Path, *, pareto_ids: set[str] | None = None, html: bool = True) -> dict[str, Any]:
+    """Write the PNG (and HTML) figures of a run's study into ``out_dir``.
 
     Returns:
         ``{"files": {name: path}, "figures": {graph id: plotly figure}, "hypervolume": last value,
-        "points": [Point]}`` -- the plotly figures are what :func:`attach_to_study` saves.
+        "points": [Point], "normalisers": {objective: divisor}}`` -- the plotly figures are what
+        :func:`attach_to_study` saves.
     """
+    study = view.study
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     objectives = list(study.metric_names or [])
-    points = collect_points(study, pareto_ids)
-    name = study.study_name
+    points = collect_points(study, view.paper, pareto_ids)
+    name = view.meta.run_name or study.study_name
     n_front = sum(p.pareto for p in points)
     files: dict[str, Path] = {}
     figures: dict[str, Any] = {}
@@ -395,9 +358,9 @@ def write_figures(
             path = out / f"{png.stem}.html"
             fig.write_html(path, include_plotlyjs="directory")
             files[f"{png.stem}.html"] = path
-    norm = _normalisers(points, objectives, arch, input_size, num_classes)
+    norm = _normalisers(points, objectives, view.orig_cost)
     history = hypervolume_history(study, objectives, norm)
-    seeds = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("seed")]
+    seeds = [t.number for t in study.get_trials(deepcopy=False) if TrialView(t).seed_label]
     title = f"{name}: hypervolume over trials (normalised; reference 1.1 x ungrouped cost, accuracy 0)"
     png = out / "hypervolume.png"
     _png_hypervolume(history, max(seeds) if seeds else None, png, title)

@@ -21,12 +21,10 @@ Tune trial and tells it the result) this class handles what the plain searcher g
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -34,67 +32,21 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.callback import Callback
-from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from ._config import DIRECTIONS, SearchSpace, format_count
-from ._space import ParamSpace
+from .._text import format_count, one_line
+from ..space import ResolvedSpace
+from ._scheduler import EarlyStopper
+from ._study import trial_key
+from .record import ANSWERABLE, COUNTED, DIRECTIONS, Attr, Outcome, constraint_values
 
-__all__ = ["ScheduleSearch", "EarlyStopper", "FailureRecorder", "Outcome", "trial_key"]
+__all__ = ["ScheduleSearch", "FailureRecorder"]
 
 logger = logging.getLogger(__name__)
 
 #: Consecutive duplicate proposals after which an unseen schedule is enqueued.
 _DUPLICATE_STREAK = 8
-
-
-class Outcome:
-    """Values of the ``outcome`` user attribute."""
-
-    EVALUATED = "evaluated"  # COMPLETE: trained to the last epoch (counted)
-    EARLY_STOPPED = "early_stopped"  # PRUNED: stopped by ASHA (counted, never on the front)
-    INFEASIBLE = "infeasible"  # PRUNED: broke a cost constraint, not trained (not counted)
-    DUPLICATE = "duplicate"  # copy of an earlier trial's result (not counted)
-    IMPORTED = "imported"  # a result of another study at the same fidelity (not counted)
-    FAILED = "failed"  # FAIL: the trial raised (not counted; retried)
-    INTERRUPTED = "interrupted"  # FAIL: Ctrl-C or the driver died (not counted; retried)
-    SKIPPED = "skipped"  # FAIL: proposal of a schedule that failed too often
-
-
-COUNTED = (Outcome.EVALUATED, Outcome.EARLY_STOPPED)
-ANSWERABLE = (Outcome.EVALUATED, Outcome.EARLY_STOPPED, Outcome.INFEASIBLE, Outcome.IMPORTED)
-
-
-def trial_key(pspace: ParamSpace, params: dict[str, Any]) -> tuple[int, ...] | None:
-    """The point of the space a trial's params name (None when params are missing)."""
-    try:
-        return tuple(int(params[p.name]) for p in pspace.params)
-    except KeyError:
-        return None
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """The informative line of an error text (``SomeError: message``), shortened."""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    pattern = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*")
-    hits = [ln for ln in lines if pattern.match(ln)]
-    line = hits[-1] if hits else (lines[-1] if lines else "unknown error")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-class EarlyStopper(AsyncHyperBandScheduler):
-    """ASHA on ``val_accuracy`` per epoch, remembering which trials it stopped early."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(time_attr="epoch", metric="val_accuracy", mode="max", **kwargs)
-        self.stopped: set[str] = set()
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and result.get("status") == "training":
-            self.stopped.add(trial.trial_id)
-        return action
 
 
 @dataclass
@@ -111,9 +63,8 @@ class ScheduleSearch(OptunaSearch):
     """``OptunaSearch`` with the budget, duplicate, pruning and failure rules of DESIGN.md.
 
     Args:
-        space: the validated space.
-        pspace: its parameters (:func:`search._space.build_param_space`).
-        study_name: the Optuna study (created beforehand, see :mod:`search._study`).
+        space: the resolved space (:func:`search.load_space`).
+        study_name: the Optuna study (created beforehand, see :mod:`search.engine._study`).
         storage: its storage.
         sampler: the Optuna sampler.
         budget: distinct schedules to evaluate.
@@ -124,8 +75,7 @@ class ScheduleSearch(OptunaSearch):
 
     def __init__(
         self,
-        space: SearchSpace,
-        pspace: ParamSpace,
+        space: ResolvedSpace,
         study_name: str,
         storage: optuna.storages.BaseStorage,
         sampler: optuna.samplers.BaseSampler,
@@ -136,6 +86,7 @@ class ScheduleSearch(OptunaSearch):
     ) -> None:
         objectives = list(space.objectives)
         modes = ["max" if DIRECTIONS[o] == "maximize" else "min" for o in objectives]
+        pspace = space.params
         self._pspace = pspace
         super().__init__(
             space=pspace.suggest, metric=objectives, mode=modes, sampler=sampler,
@@ -147,8 +98,8 @@ class ScheduleSearch(OptunaSearch):
         self._stopper = stopper
         self._run_dir = run_dir
         self._provenance = dict(provenance or {})
-        self._epochs = int(space.train_config()["epochs"])
-        self._rng = random.Random(space.search.seed)
+        self._epochs = space.train.epochs
+        self._rng = random.Random(space.spec.search.seed)
         self._inflight: dict[str, _InFlight] = {}
         self._awaiting: dict[str, _InFlight] = {}  # errored, waiting for FailureRecorder's reason
         self._waiting_dups: dict[tuple[int, ...], list[optuna.Trial]] = {}
@@ -169,7 +120,7 @@ class ScheduleSearch(OptunaSearch):
     def _load_ledger(self) -> None:
         for t in self._ot_study.get_trials(deepcopy=False):
             key = trial_key(self._pspace, t.params)
-            outcome = t.user_attrs.get("outcome")
+            outcome = t.user_attrs.get(Attr.OUTCOME)
             if key is None:
                 continue
             if t.state.is_finished() and outcome in ANSWERABLE and key not in self._records:
@@ -184,7 +135,7 @@ class ScheduleSearch(OptunaSearch):
     @property
     def counted(self) -> int:
         """Distinct schedules evaluated so far (the budget's unit)."""
-        return sum(1 for t in self._records.values() if t.user_attrs.get("outcome") in COUNTED)
+        return sum(1 for t in self._records.values() if t.user_attrs.get(Attr.OUTCOME) in COUNTED)
 
     @property
     def budget(self) -> int:
@@ -192,7 +143,7 @@ class ScheduleSearch(OptunaSearch):
         return self._budget
 
     def _dead(self) -> set[tuple[int, ...]]:
-        limit = self._cfg.search.max_retries
+        limit = self._cfg.spec.search.max_retries
         return {k for k, n in self._failures.items() if n > limit and k not in self._records}
 
     def _unresolved(self) -> int:
@@ -224,19 +175,19 @@ class ScheduleSearch(OptunaSearch):
             key = trial_key(self._pspace, values)
             assert key is not None
             schedule = self._pspace.schedule(values)
-            ot_trial.set_user_attr("schedule_id", schedule.id)
-            ot_trial.set_user_attr("schedule", dict(schedule.groups))
+            ot_trial.set_user_attr(Attr.SCHEDULE_ID, schedule.id)
+            ot_trial.set_user_attr(Attr.SCHEDULE, dict(schedule.groups))
             if key in self._records:
                 self._answer_duplicate(ot_trial, self._records[key])
             elif key in {f.key for f in self._inflight.values()}:
                 self._waiting_dups.setdefault(key, []).append(ot_trial)
                 self.duplicates += 1
             elif key in self._dead():
-                ot_trial.set_user_attr("outcome", Outcome.SKIPPED)
-                ot_trial.set_user_attr("fail_reason", f"not retried: its trials raised {self._failures[key]} times")
+                ot_trial.set_user_attr(Attr.OUTCOME, Outcome.SKIPPED)
+                ot_trial.set_user_attr(Attr.FAIL_REASON, f"not retried: its trials raised {self._failures[key]} times")
                 self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             else:
-                ot_trial.set_user_attr("tune_trial_id", trial_id)
+                ot_trial.set_user_attr(Attr.TUNE_TRIAL_ID, trial_id)
                 self._inflight[trial_id] = _InFlight(trial_id, ot_trial, key, schedule.id)
                 self.numbers[trial_id] = (ot_trial.number, schedule.id)
                 self._ot_trials[trial_id] = ot_trial
@@ -252,23 +203,23 @@ class ScheduleSearch(OptunaSearch):
         for _ in range(2000):
             values = self._pspace.random_values(self._rng)
             if tuple(values.values()) not in taken:
-                self._ot_study.enqueue_trial(values, user_attrs={"enqueued": "unseen after duplicates"})
+                self._ot_study.enqueue_trial(values, user_attrs={Attr.ENQUEUED: "unseen after duplicates"})
                 return True
         if not self._pspace.enumerable:
             return False
         for values in self._pspace.all_values():
             if tuple(values[n] for n in names) not in taken:
-                self._ot_study.enqueue_trial(values, user_attrs={"enqueued": "unseen after duplicates"})
+                self._ot_study.enqueue_trial(values, user_attrs={Attr.ENQUEUED: "unseen after duplicates"})
                 return True
         return False
 
     def _answer_duplicate(self, ot_trial: optuna.Trial, original: FrozenTrial) -> None:
-        skip = {"schedule_id", "schedule", "seed", "enqueued", "tune_trial_id", "outcome", "duplicate_of"}
+        skip = {Attr.SCHEDULE_ID, Attr.SCHEDULE, Attr.SEED, Attr.ENQUEUED, Attr.TUNE_TRIAL_ID, Attr.OUTCOME, Attr.DUPLICATE_OF}
         for k, v in original.user_attrs.items():
             if k not in skip:
                 ot_trial.set_user_attr(k, v)
-        ot_trial.set_user_attr("outcome", Outcome.DUPLICATE)
-        ot_trial.set_user_attr("duplicate_of", original.number)
+        ot_trial.set_user_attr(Attr.OUTCOME, Outcome.DUPLICATE)
+        ot_trial.set_user_attr(Attr.DUPLICATE_OF, original.number)
         for k, v in original.constraints.items():
             ot_trial.set_constraint(k, v)
         values = original.values if original.state == TrialState.COMPLETE else None
@@ -291,7 +242,7 @@ class ScheduleSearch(OptunaSearch):
         if f is None or not result or result.get("status") not in ("training", "done"):
             return
         if not f.before and result.get("history_before"):
-            f.before = list(json.loads(result["history_before"]))
+            f.before = [float(v) for v in result["history_before"]]
         epoch = int(result["epoch"])
         while f.epochs and f.epochs[-1]["epoch"] >= epoch:  # a repeated report: the latest wins
             f.epochs.pop()
@@ -317,20 +268,20 @@ class ScheduleSearch(OptunaSearch):
         t = f.ot_trial
         self._set_result_attrs(t, f, result)
         if status == "infeasible":
-            t.set_user_attr("outcome", Outcome.INFEASIBLE)
-            t.set_user_attr("prune_reason", f"constraint: {result.get('reason', '')}")
+            t.set_user_attr(Attr.OUTCOME, Outcome.INFEASIBLE)
+            t.set_user_attr(Attr.PRUNE_REASON, f"constraint: {result.get('reason', '')}")
             self._tell(f, None, TrialState.PRUNED)
         elif status == "done":
-            t.set_user_attr("outcome", Outcome.EVALUATED)
+            t.set_user_attr(Attr.OUTCOME, Outcome.EVALUATED)
             values = [float(result[m]) for m in self._objectives]
             if any(math.isnan(v) for v in values):
                 self._fail(f, Outcome.FAILED, f"an objective is not a number: {dict(zip(self._objectives, values))}")
                 return
             self._tell(f, values, TrialState.COMPLETE)
         elif self._stopper is not None and trial_id in self._stopper.stopped:
-            t.set_user_attr("outcome", Outcome.EARLY_STOPPED)
-            t.set_user_attr("prune_reason", f"early stopping (ASHA) after epoch {result.get('epoch')}/{self._epochs}")
-            t.set_user_attr("partial_values", {m: float(result[m]) for m in self._objectives})
+            t.set_user_attr(Attr.OUTCOME, Outcome.EARLY_STOPPED)
+            t.set_user_attr(Attr.PRUNE_REASON, f"early stopping (ASHA) after epoch {result.get('epoch')}/{self._epochs}")
+            t.set_user_attr(Attr.PARTIAL_VALUES, {m: float(result[m]) for m in self._objectives})
             self._tell(f, None, TrialState.PRUNED)
         else:
             self._fail(f, Outcome.INTERRUPTED, f"stopped after epoch {result.get('epoch')}/{self._epochs}")
@@ -343,46 +294,39 @@ class ScheduleSearch(OptunaSearch):
 
     def _set_result_attrs(self, t: optuna.Trial, f: _InFlight, result: dict) -> None:
         attrs: dict[str, Any] = {
-            "arch": self._pspace.arch,
-            "flops": int(result["flops"]),
-            "params": int(result["params"]),
-            "epochs": self._epochs,
-            "host": result.get("host"),
-            "node_id": result.get("node_id"),
-            "deeproots_version": result.get("deeproots_version"),
+            Attr.FLOPS: int(result["flops"]),
+            Attr.PARAMS: int(result["params"]),
+            Attr.EPOCHS: self._epochs,
+            Attr.HOST: result.get("host"),
+            Attr.NODE_ID: result.get("node_id"),
+            Attr.DEEPROOTS_VERSION: result.get("deeproots_version"),
             **self._provenance,
         }
         if not math.isnan(float(result.get("latency_ms", math.nan))):
-            attrs["latency_ms"] = float(result["latency_ms"])
+            attrs[Attr.LATENCY_MS] = float(result["latency_ms"])
         if f.epochs:
-            attrs["val_accuracy_per_epoch"] = f.before + [e["val_accuracy"] for e in f.epochs]
-            attrs["val_accuracy"] = f.epochs[-1]["val_accuracy"]
+            attrs[Attr.VAL_ACCURACY_PER_EPOCH] = f.before + [e["val_accuracy"] for e in f.epochs]
+            attrs[Attr.VAL_ACCURACY] = f.epochs[-1]["val_accuracy"]
             ips = [e["images_per_second"] for e in f.epochs if not math.isnan(e["images_per_second"])]
-            attrs["images_per_second"] = sum(ips) / len(ips) if ips else None
-            attrs["epochs_trained"] = f.epochs[-1]["epoch"]
-            attrs["train_seconds"] = float(result.get("train_seconds_total", math.nan))
-            attrs["device"] = result.get("device")
+            attrs[Attr.IMAGES_PER_SECOND] = sum(ips) / len(ips) if ips else None
+            attrs[Attr.EPOCHS_TRAINED] = f.epochs[-1]["epoch"]
+            attrs[Attr.TRAIN_SECONDS] = float(result.get("train_seconds_total", math.nan))
+            attrs[Attr.DEVICE] = result.get("device")
             if len(f.before):
-                attrs["resumed_from_epoch"] = len(f.before)
+                attrs[Attr.RESUMED_FROM_EPOCH] = len(f.before)
         if result.get("recovered"):
-            attrs["recovered"] = "trained by an earlier attempt whose driver stopped before recording it"
+            attrs[Attr.RECOVERED] = "trained by an earlier attempt whose driver stopped before recording it"
         if result.get("weights"):
-            attrs["weights"] = os.path.relpath(result["weights"], self._run_dir)
+            attrs[Attr.WEIGHTS] = os.path.relpath(result["weights"], self._run_dir)
         for k, v in attrs.items():
             if v is not None:
                 t.set_user_attr(k, v)
-        c = self._cfg.constraints
-        for name, limit, value in (
-            ("max_flops", c.max_flops, attrs["flops"]),
-            ("max_params", c.max_params, attrs["params"]),
-            ("max_latency_ms", c.max_latency_ms, attrs.get("latency_ms")),
-        ):
-            if limit is not None and value is not None:
-                t.set_constraint(name, (value - limit) / limit)  # > 0: breached, relative
+        for name, value in constraint_values(self._cfg.limits, attrs).items():
+            t.set_constraint(name, value)  # > 0: breached, relative
 
     def _tell(self, f: _InFlight, values: list[float] | None, state: TrialState) -> None:
         frozen = self._ot_study.tell(f.ot_trial, values, state=state)
-        outcome = frozen.user_attrs.get("outcome", "")
+        outcome = frozen.user_attrs.get(Attr.OUTCOME, "")
         self.outcomes[f.tune_id] = outcome
         if values is not None:
             self.details[f.tune_id] = ", ".join(
@@ -390,7 +334,7 @@ class ScheduleSearch(OptunaSearch):
                 for m, v in zip(self._objectives, values)
             )
         else:
-            self.details[f.tune_id] = frozen.user_attrs.get("prune_reason", "")
+            self.details[f.tune_id] = frozen.user_attrs.get(Attr.PRUNE_REASON, "")
         self._records[f.key] = frozen
         self._resume_keys.discard(f.key)
         for waiting in self._waiting_dups.pop(f.key, []):
@@ -399,16 +343,16 @@ class ScheduleSearch(OptunaSearch):
     def _fail(self, f: _InFlight, outcome: str, reason: str) -> None:
         self.outcomes[f.tune_id] = f"FAIL ({outcome})"
         self.details[f.tune_id] = reason
-        f.ot_trial.set_user_attr("outcome", outcome)
-        f.ot_trial.set_user_attr("fail_reason", reason)
+        f.ot_trial.set_user_attr(Attr.OUTCOME, outcome)
+        f.ot_trial.set_user_attr(Attr.FAIL_REASON, reason)
         if f.epochs:
-            f.ot_trial.set_user_attr("val_accuracy_per_epoch", f.before + [e["val_accuracy"] for e in f.epochs])
+            f.ot_trial.set_user_attr(Attr.VAL_ACCURACY_PER_EPOCH, f.before + [e["val_accuracy"] for e in f.epochs])
         self._ot_study.tell(f.ot_trial, state=TrialState.FAIL)
         if outcome == Outcome.FAILED:
             self._failures[f.key] += 1
         for waiting in self._waiting_dups.pop(f.key, []):
-            waiting.set_user_attr("outcome", Outcome.INTERRUPTED)
-            waiting.set_user_attr("fail_reason", f"duplicate of trial {f.ot_trial.number}, which did not finish")
+            waiting.set_user_attr(Attr.OUTCOME, Outcome.INTERRUPTED)
+            waiting.set_user_attr(Attr.FAIL_REASON, f"duplicate of trial {f.ot_trial.number}, which did not finish")
             self._ot_study.tell(waiting, state=TrialState.FAIL)
 
     def abandon(self, reason: str) -> int:
@@ -422,8 +366,8 @@ class ScheduleSearch(OptunaSearch):
         self._awaiting.clear()
         for waiting_list in self._waiting_dups.values():
             for waiting in waiting_list:
-                waiting.set_user_attr("outcome", Outcome.INTERRUPTED)
-                waiting.set_user_attr("fail_reason", reason)
+                waiting.set_user_attr(Attr.OUTCOME, Outcome.INTERRUPTED)
+                waiting.set_user_attr(Attr.FAIL_REASON, reason)
                 self._ot_study.tell(waiting, state=TrialState.FAIL)
         self._waiting_dups.clear()
         return n

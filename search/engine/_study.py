@@ -11,20 +11,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
-from ._config import SearchSpace, SpaceError
-from ._space import ParamSpace
-from ._trainable import weights_filename
+from ..space import SpaceError
+from .record import Attr, Outcome, StudyAttr, StudyMeta, constraint_values
 
-__all__ = ["RunPaths", "RunPlan", "plan_run", "open_storage", "prepare_study", "make_sampler", "read_run"]
+if TYPE_CHECKING:
+    from ..space import ResolvedSpace
+
+__all__ = ["RunPaths", "RunPlan", "plan_run", "open_storage", "prepare_study", "make_sampler", "read_run",
+           "weights_filename", "trial_key"]  # fmt: skip
+
+
+def weights_filename(schedule_id: str) -> str:
+    """A file-safe name for a schedule id: ``nin:1-2-4`` -> ``nin_1-2-4.safetensors``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in schedule_id)
+    return f"{safe}.safetensors"
+
+
+def trial_key(params: Any, values: dict[str, Any]) -> tuple[int, ...] | None:
+    """The point of the parameter space ``params`` that a trial's ``values`` name (None when missing)."""
+    try:
+        return tuple(int(values[p.name]) for p in params.params)
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -156,17 +171,17 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
     return None
 
 
-def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False) -> RunPlan:
+def plan_run(space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False) -> RunPlan:
     """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
 
     Reads the storage if it exists; writes nothing.
 
     Raises:
         SpaceError: the existing study was started with a different space (naming the first
-            differing key), or the storage cannot be opened.
+            differing key) or by an older deeproots, or the storage cannot be opened.
     """
     root = Path(runs_dir) / space.name
-    url = storage or space.storage or default_storage(root)
+    url = storage or space.spec.storage or default_storage(root)
     run_file = root / "run.json"
     study_name = space.name
     if run_file.exists():
@@ -180,8 +195,12 @@ def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str 
     if not names or study_name not in names:
         return RunPlan(RunPaths(root, url, study_name), "new")
     study = optuna.load_study(study_name=study_name, storage=url)
-    old = study.user_attrs.get("identity")
-    diff = _diff(old, space.identity()) if old is not None else None
+    version = study.user_attrs.get(StudyAttr.RECORD_VERSION)
+    if version != StudyMeta.version:
+        diff: str | None = f"made by another deeproots (run record version {version or 1}, this one writes {StudyMeta.version})"
+    else:
+        old = study.user_attrs.get(StudyAttr.IDENTITY)
+        diff = _diff(old, space.identity()) if old is not None else "the study records no space"
     if diff is None:
         return RunPlan(RunPaths(root, url, study_name), "resume")
     if not fresh:
@@ -196,7 +215,7 @@ def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str 
     return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh")
 
 
-def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of ``search.sampler``, seeded with ``search.seed + offset``.
 
     ``offset`` is the number of trials already in the study, so a resumed search does not replay
@@ -205,7 +224,7 @@ def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.sam
     Raises:
         SpaceError: bad ``search.sampler_options`` or a missing optional dependency.
     """
-    s = space.search
+    s = space.spec.search
     seed = s.seed + offset
     opts = dict(s.sampler_options)
     try:
@@ -227,20 +246,21 @@ def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.sam
         raise SpaceError("search.sampler_options", f"{s.sampler}: {str(e).splitlines()[0]}") from None
 
 
-def _user_attr_setter(study: optuna.Study, trial_id: int) -> optuna.Trial:
-    return optuna.trial.Trial(study, trial_id)
+def _trial_handle(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> optuna.Trial:
+    """A writable handle on trial ``number`` of ``study`` (public storage look-ups only)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
 
 
 def prepare_study(
     plan: RunPlan,
-    space: SearchSpace,
-    pspace: ParamSpace,
+    space: ResolvedSpace,
     storage: optuna.storages.BaseStorage,
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """Create (new/fresh) or recover (resume) the study; returns what happened.
 
-    New study: directions, metric names, the space and its fidelity as study attributes, the seeds
+    New study: directions, metric names and the run record (:class:`StudyMeta`), the seeds
     enqueued, known results of other studies at the same fidelity added. Resumed study: trials left
     RUNNING by a driver that died become FAIL (``outcome: interrupted``) and their schedules are
     enqueued again (a per-epoch checkpoint, if one was written, is resumed from).
@@ -248,32 +268,20 @@ def prepare_study(
     Returns:
         ``{"created": bool, "recovered": int, "retry": [keys], "imported": int, "checkpoints": {keys}}``.
     """
-    from ._searcher import Outcome, trial_key  # noqa: PLC0415
+    from .record import DIRECTIONS  # noqa: PLC0415
 
+    pspace = space.params
     name = plan.paths.study_name
-    directions = [
-        {"val_accuracy": "maximize"}.get(o, "minimize") for o in space.objectives
-    ]
+    directions = [DIRECTIONS[o] for o in space.objectives]
     info: dict[str, Any] = {"created": False, "recovered": 0, "retry": [], "imported": 0, "checkpoints": set()}
     existing = [s.study_name for s in storage.get_all_studies()]
     if name not in existing:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(space.objectives))  # optuna-dashboard shows these names
-        study.set_user_attr("identity", space.identity())
-        study.set_user_attr("space", space.model_dump(mode="json"))
-        study.set_user_attr("fidelity", space.fidelity())
-        study.set_user_attr("fidelity_key", space.fidelity_key())
-        study.set_user_attr("train_config", space.train_config())
-        study.set_user_attr("geometry", {"input_size": list(pspace.input_size), "num_classes": pspace.num_classes})
-        study.set_user_attr("run_name", space.name)
-        study.set_user_attr("created", time.strftime("%Y-%m-%d %H:%M:%S"))
-        study.set_user_attr("provenance", provenance)
+        space.study_meta(space.name, provenance).write(study)
         for label, values in pspace.seeds:
-            study.enqueue_trial(values, user_attrs={"seed": label})
+            study.enqueue_trial(values, user_attrs={Attr.SEED: label})
         info["created"] = True
-        info["imported"] = _import_known(study, storage, space, pspace, existing)
+        info["imported"] = _import_known(study, storage, space, existing)
     else:
         study = optuna.load_study(study_name=name, storage=storage)
         answered = {
@@ -282,9 +290,9 @@ def prepare_study(
         }
         retry: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial = _user_attr_setter(study, t._trial_id)
-            trial.set_user_attr("outcome", Outcome.INTERRUPTED)
-            trial.set_user_attr("fail_reason", "the search driver stopped while this trial ran (killed?); its schedule is retried")
+            trial = _trial_handle(study, storage, t.number)
+            trial.set_user_attr(Attr.OUTCOME, Outcome.INTERRUPTED)
+            trial.set_user_attr(Attr.FAIL_REASON, "the search driver stopped while this trial ran (killed?); its schedule is retried")
             study.tell(t.number, state=TrialState.FAIL)
             info["recovered"] += 1
             key = trial_key(pspace, t.params)
@@ -292,37 +300,34 @@ def prepare_study(
                 retry.setdefault(key, t)
         for key, t in retry.items():
             values = dict(zip((p.name for p in pspace.params), key))
-            attrs = {"retry_of": t.number, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
+            attrs = {Attr.RETRY_OF: t.number, **({Attr.SEED: t.user_attrs[Attr.SEED]} if Attr.SEED in t.user_attrs else {})}
             study.enqueue_trial(values, user_attrs=attrs)
             sid = pspace.schedule(values).id
             if (plan.paths.checkpoint_dir / weights_filename(sid).replace(".safetensors", ".pt")).exists():
                 info["checkpoints"].add(key)
         info["retry"] = list(retry)
-    study.set_user_attr("trials", space.search.trials)
+    study.set_user_attr(StudyAttr.TRIALS, space.spec.search.trials)
     return info
 
 
-def _import_known(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, space: SearchSpace, pspace: ParamSpace, names: list[str]
-) -> int:
+def _import_known(study: optuna.Study, storage: optuna.storages.BaseStorage, space: ResolvedSpace, names: list[str]) -> int:
     """Add results of other studies in ``storage`` at the same fidelity (``study.add_trial``)."""
     from optuna.trial import create_trial  # noqa: PLC0415
 
-    from ._searcher import Outcome  # noqa: PLC0415
-
+    pspace = space.params
     key = space.fidelity_key()
     seen: set[tuple[int, ...]] = set()
     added = 0
     for other in names:
         src = optuna.load_study(study_name=other, storage=storage)
-        if src.user_attrs.get("fidelity_key") != key:
+        if src.user_attrs.get(StudyAttr.FIDELITY_KEY) != key:
             continue
         for t in src.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             attrs = dict(t.user_attrs)
-            if attrs.get("outcome") not in (Outcome.EVALUATED, Outcome.IMPORTED) or "schedule" not in attrs:
+            if attrs.get(Attr.OUTCOME) not in (Outcome.EVALUATED, Outcome.IMPORTED) or Attr.SCHEDULE not in attrs:
                 continue
             try:
-                values = pspace.values_of(attrs["schedule"])
+                values = pspace.values_of(attrs[Attr.SCHEDULE])
             except (SpaceError, KeyError):
                 continue
             k = tuple(values.values())
@@ -330,19 +335,12 @@ def _import_known(
             if k in seen or any(o not in by_name for o in space.objectives):
                 continue
             seen.add(k)
-            constraints = {}
-            c = space.constraints
-            for cname, limit, value in (
-                ("max_flops", c.max_flops, attrs.get("flops")),
-                ("max_params", c.max_params, attrs.get("params")),
-                ("max_latency_ms", c.max_latency_ms, attrs.get("latency_ms")),
-            ):
-                if limit is not None and value is not None:
-                    constraints[cname] = (value - limit) / limit
+            constraints = constraint_values(space.limits, {c: attrs.get(c) for c in ("flops", "params", "latency_ms")})
             breached = any(v > 0 for v in constraints.values())
-            attrs.update(outcome=Outcome.INFEASIBLE if breached else Outcome.IMPORTED, imported_from=f"{other}#{t.number}")
+            attrs.update({Attr.OUTCOME: Outcome.INFEASIBLE if breached else Outcome.IMPORTED,
+                          Attr.IMPORTED_FROM: f"{other}#{t.number}"})  # fmt: skip
             if breached:
-                attrs["prune_reason"] = "constraint (imported result)"
+                attrs[Attr.PRUNE_REASON] = "constraint (imported result)"
             study.add_trial(
                 create_trial(
                     state=TrialState.PRUNED if breached else TrialState.COMPLETE,
