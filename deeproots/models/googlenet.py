@@ -158,8 +158,9 @@ class GoogLeNet(_ConvStack):
         num_classes: outputs of ``fc`` (and of the auxiliary classifiers).
         groups: conv name -> filter groups (``"inception4a.branch5x5": 4``); missing names keep 1.
             The auxiliary classifiers' convs always keep 1.
-        geometry: ``"paper"`` (the network Ioannou et al. counted, 224x224 only), ``"bvlc"`` (Caffe's
-            bvlc_googlenet, any input of at least 224x224 scale) or ``"cifar"`` (32x32 stem).
+        geometry: ``"paper"`` (the network Ioannou et al. counted; 224x224 inputs only), ``"bvlc"``
+            (Caffe's bvlc_googlenet, 224x224; its global average pool takes other sizes too) or
+            ``"cifar"`` (the BVLC layout with a 32x32 stem).
         aux_logits: build the two auxiliary classifiers (after 4a and 4d); default: the geometry's
             (on for ``"paper"``, off otherwise). In training mode the forward then returns
             ``(logits, aux1, aux2)``, each ``N x num_classes``; in eval mode only ``logits``.
