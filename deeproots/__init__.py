@@ -16,13 +16,14 @@ from ._cost import Cost, Latency, compare_latency, count_cost, fold_batchnorm, m
 from ._cost_table import CostTable
 from ._version import __version__, provenance
 from ._build import build_model
-from .models import list_architectures
+from .models import drop_aux, list_architectures
 from .schedules import LayerInfo, Schedule, describe_layers, paper_schedules, resolve_schedule
 
 __all__ = [
     "__version__",
     "provenance",
     "build_model",
+    "drop_aux",
     "list_architectures",
     "describe_layers",
     "resolve_schedule",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 # --- training: data sets and the trainer (deeproots/data, deeproots/training.py) ---
-from .data import DataBundle, FolderSplit, TensorSplit, load_data  # noqa: E402
+from .data import DataBundle, DataError, DatasetInfo, FolderSplit, TensorSplit, dataset_info, load_data  # noqa: E402
 from .training import (  # noqa: E402
     EpochResult,
     FitResult,
@@ -52,6 +53,9 @@ from .training import (  # noqa: E402
 
 __all__ += [
     "load_data",
+    "dataset_info",
+    "DatasetInfo",
+    "DataError",
     "DataBundle",
     "TensorSplit",
     "FolderSplit",

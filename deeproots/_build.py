@@ -22,11 +22,12 @@ def build_model(arch: str, schedule: Any = "orig", num_classes: int | None = Non
 
     Args:
         arch: a registered architecture (:func:`deeproots.list_architectures`): ``nin``, ``resnet50``,
-            ``resnet200``, ``googlenet``, ``resnet50_cifar``, ``googlenet_cifar``.
+            ``resnet200``, ``googlenet``, ``googlenet_bvlc``, ``resnet50_cifar``, ``googlenet_cifar``.
         schedule: anything :func:`deeproots.resolve_schedule` accepts: a paper name (``"root-8"``),
             a mapping layer -> groups, a full sequence, a canonical id or a ``Schedule``.
         num_classes: outputs; the architecture's default (10 for CIFAR nets, 1000 for ImageNet) if None.
-        **kwargs: passed to the family's constructor (``aux_logits=True`` for GoogLeNet, ...).
+        **kwargs: passed to the family's constructor (GoogLeNet's ``aux_logits``: the auxiliary
+            classifiers, on by default for ``googlenet``, off for the others).
 
     Returns:
         The model, with ``model.arch``, ``model.schedule`` (the validated ``Schedule``) and

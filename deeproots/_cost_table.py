@@ -56,9 +56,9 @@ def _conv_like(conv: nn.Conv2d, groups: int) -> nn.Conv2d:
 def _call_shapes(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, list[tuple[int, ...]]]:
     """Conv module name -> the (C, H, W) input of each of its calls in one eval-mode forward.
 
-    The forward runs the way :func:`count_cost` runs it (a deep copy, batch 1, eval mode, no grad), so
-    a conv that :func:`count_cost` does not count (an auxiliary head that only runs in training) has
-    no call here either.
+    The forward runs in eval mode (a deep copy, batch 1, no grad), so an auxiliary classifier's conv
+    (which runs only in training) has no call here; it is never grouped, so it has no delta either
+    (its fixed cost is in the base, which :func:`count_cost` counts with the auxiliary classifiers).
     """
     probe = copy.deepcopy(model).eval()
     shapes: dict[str, list[tuple[int, ...]]] = {}
@@ -83,14 +83,15 @@ class CostTable:
 
     Build with :meth:`build`. Costs follow :func:`deeproots.count_cost` (the paper's convention:
     multiply-adds of convs and FC layers plus one per bias parameter; weights and biases of the layers
-    an inference forward runs).
+    that run, auxiliary classifiers included).
 
     Attributes:
         arch: the architecture.
         input_size: ``(C, H, W)`` the costs are counted at.
         num_classes: outputs of the network.
-        layers: every conv (:func:`deeproots.describe_layers`), forward order; the columns of the
-            arrays :meth:`flops_many` / :meth:`params_many` take.
+        layers: every conv a schedule covers (:func:`deeproots.describe_layers` but the auxiliary
+            classifiers' convs, which keep 1 group), forward order: :attr:`Schedule.groups`' keys, the
+            columns of the arrays :meth:`flops_many` / :meth:`params_many` take.
         base_flops: FLOPs of the ungrouped network (``orig``).
         base_params: parameters of the ungrouped network.
         valid_groups: per layer (same order), the group counts it accepts, ascending.
@@ -136,7 +137,7 @@ class CostTable:
         spec = get_arch(arch)
         num_classes = spec.num_classes if num_classes is None else int(num_classes)
         size = tuple(int(s) for s in (spec.input_size if input_size is None else input_size))
-        infos = describe_layers(arch, num_classes)
+        infos = [info for info in describe_layers(arch, num_classes) if not info.aux]  # a schedule's layers
         with torch.device("meta"):  # shapes only: nothing is allocated
             model = build_model(arch, "orig", num_classes, **model_options)
         base = count_cost(model, size)
@@ -176,6 +177,11 @@ class CostTable:
                 raise ValueError(f"schedule {schedule.id!r} is for {schedule.arch}, not {self.arch}")
             schedule = schedule.groups
         index = {name: i for i, name in enumerate(self.layers)}
+        aux = {info.name for info in describe_layers(self.arch, self.num_classes) if info.aux}
+        for name in aux & set(schedule):  # an auxiliary classifier's conv may be named, at its only count
+            if schedule[name] != 1:
+                raise ValueError(f"layer {name!r} belongs to an auxiliary classifier and keeps 1 group, got {schedule[name]!r}")
+        schedule = {k: g for k, g in schedule.items() if k not in aux}
         unknown = [k for k in schedule if k not in index]
         if unknown:
             raise ValueError(f"unknown layer {unknown[0]!r} for {self.arch} (deeproots.describe_layers lists its convs)")

@@ -237,18 +237,23 @@ def load_exported(
     *,
     device: str | torch.device = "cpu",
     check_cost: bool = True,
+    aux: bool = False,
 ) -> nn.Module:
     """Rebuild an exported network and load its trained weights.
 
     The architecture, schedule, number of classes and build options come from the YAML; the
     weights from the safetensors file it names (checked against the recorded SHA-256), loaded
-    strictly -- every tensor present, none extra. Nothing is unpickled.
+    strictly -- every tensor present, none extra. Nothing is unpickled. A network trained with
+    auxiliary classifiers (GoogLeNet) is returned without them unless ``aux=True``; the weights
+    file may hold them or not.
 
     Args:
         path: ``RUN/export/<id>.yaml`` (or the ``.safetensors`` beside it).
         device: where the weights are loaded.
-        check_cost: recount parameters and FLOPs (:func:`deeproots.count_cost`) and require the
-            recorded values.
+        check_cost: recount parameters and FLOPs (:func:`deeproots.count_cost`, of the network as
+            it was trained and measured: auxiliary classifiers included) and require the recorded
+            values.
+        aux: keep the auxiliary classifiers (``model.aux_heads``); their weights must be in the file.
 
     Returns:
         The network in eval mode, with ``model.arch``, ``model.schedule`` (as from
@@ -258,7 +263,8 @@ def load_exported(
     Raises:
         FileNotFoundError: the YAML or its weights are missing.
         ValueError: not an exported model; the weights do not match the recorded checksum or the
-            network; the recounted parameters or FLOPs differ from the recorded ones.
+            network; the recounted parameters or FLOPs differ from the recorded ones; ``aux=True``
+            but the file holds no auxiliary-classifier weights.
 
     Example:
         >>> import deeproots
@@ -271,6 +277,7 @@ def load_exported(
 
     from ._build import build_model  # noqa: PLC0415
     from ._cost import count_cost  # noqa: PLC0415
+    from .models import aux_heads, drop_aux  # noqa: PLC0415
     from .schedules import resolve_schedule  # noqa: PLC0415
 
     cfg = ExportedConfig.read(path)
@@ -288,7 +295,26 @@ def load_exported(
         raise ValueError(f"{yaml_path}: schedule groups give id {schedule.id}, but the file records {cfg.schedule_id}")
     with torch.device("meta"):  # build the shapes only; the tensors come from the file
         model = build_model(cfg.arch, schedule, num_classes=cfg.num_classes, **cfg.model_options)
+    if check_cost:  # the network as trained and measured (shapes only: before any tensor is loaded)
+        cost = count_cost(model, cfg.input_size)
+        want = {**cfg.metrics, **cfg.objectives}
+        for what, got in (("params", cost.params), ("flops", cost.flops)):
+            if what in want and want[what] is not None and int(want[what]) != got:
+                raise ValueError(
+                    f"{yaml_path}: the rebuilt network has {got:,} {what}, the export records {int(want[what]):,}"
+                )
     state = load_file(str(weights), device=str(device))
+    heads = aux_heads(model)
+    if aux:
+        missing = [h for h in heads if not any(k.startswith(f"{h}.") for k in state)]
+        if missing:
+            raise ValueError(
+                f"{weights}: holds no weights for the auxiliary classifier(s) {', '.join(missing)} "
+                "(exported without them); load with aux=False"
+            )
+    elif heads:
+        drop_aux(model)
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(f"{h}." for h in heads))}
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
@@ -300,12 +326,4 @@ def load_exported(
     model.eval()
     model.exported = cfg  # type: ignore[assignment]
     model.export_info = cfg.to_dict()  # type: ignore[assignment]
-    if check_cost:
-        cost = count_cost(model, cfg.input_size)
-        want = {**cfg.metrics, **cfg.objectives}
-        for what, got in (("params", cost.params), ("flops", cost.flops)):
-            if what in want and want[what] is not None and int(want[what]) != got:
-                raise ValueError(
-                    f"{yaml_path}: the rebuilt network has {got:,} {what}, the export records {int(want[what]):,}"
-                )
     return model

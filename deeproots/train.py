@@ -6,8 +6,9 @@ Builds the network, counts its cost, trains it with :func:`deeproots.fit` under 
 ``images_per_second``, ``params``, ``flops``, the history, the resolved config and provenance);
 the progress bar goes to stderr.
 
-Bad input (unknown architecture, schedule or data set, a missing folder, numbers out of range)
-ends with one line on stderr naming what is wrong and exit status 2.
+Bad input (unknown architecture, schedule or data set, a missing folder, a damaged data file or
+image, sizes the data cannot meet, numbers out of range) ends with one line on stderr naming what
+is wrong and exit status 2.
 
 ``--config RUN/export/<id>.yaml`` retrains a configuration exported by ``python -m search.export``:
 architecture, schedule, data set, validation split and trainer recipe come from the file (flags
@@ -99,8 +100,8 @@ def _build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", default="cifar10", choices=DATASETS)
     data.add_argument(
         "--data-root", type=Path, default=None,
-        help="cifar10: folder with cifar-10-batches-py (default: download into the cache dir); "
-        "imagefolder: folder with train/ and val/",
+        help="cifar10: folder with cifar-10-batches-py; imagefolder: folder with train/ and val/ "
+        "(default: $DEEPROOTS_DATA; cifar10 then downloads into the cache dir)",
     )  # fmt: skip
     data.add_argument("--cache-dir", type=Path, default=None, help="decoded-tensor cache")
     data.add_argument("--subset", type=_number(int, 1), default=None,

@@ -22,7 +22,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -549,6 +549,20 @@ def fit(
     )
 
 
+#: Weight of each auxiliary classifier's loss (Szegedy et al., "Going Deeper with Convolutions", 2015,
+#: Sec. 5: "their loss is added to the total loss of the network with a discount weight (0.3)").
+AUX_LOSS_WEIGHT = 0.3
+
+
+def _training_loss(criterion: nn.Module, out: Tensor | tuple[Tensor, ...], y: Tensor) -> Tensor:
+    """The loss of one step. A model with auxiliary classifiers (GoogLeNet) returns ``(logits, aux1,
+    aux2, ...)`` in training mode: the main loss plus ``AUX_LOSS_WEIGHT`` times each auxiliary loss."""
+    if isinstance(out, tuple):
+        main, *aux = out
+        return criterion(main.float(), y) + AUX_LOSS_WEIGHT * sum(criterion(a.float(), y) for a in aux)
+    return criterion(out.float(), y)
+
+
 def _train_epoch(
     model: nn.Module,
     train: Split,
@@ -580,7 +594,7 @@ def _train_epoch(
     )
     for step, (x, y) in enumerate(batches):
         with _autocast(config, device):
-            loss = criterion(model(x).float(), y)
+            loss = _training_loss(criterion, model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

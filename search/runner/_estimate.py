@@ -76,7 +76,8 @@ def estimate_time(space: ResolvedSpace, concurrency: int, budget: int | None = N
 
         def step() -> None:
             with autocast:
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+                out = model(x)  # (logits, aux1, aux2) for a model with auxiliary classifiers (GoogLeNet)
+                loss = sum(torch.nn.functional.cross_entropy(o.float(), y) for o in (out if isinstance(out, tuple) else (out,)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

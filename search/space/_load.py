@@ -111,19 +111,43 @@ def _model_in(ann: Any) -> Any:
     return None
 
 
+def _read_yaml(p: Path) -> Any:
+    """The parsed YAML of a space file; one-line SpaceError for anything that is not readable YAML text."""
+    if p.is_dir():
+        raise SpaceError("", f"{p} is a folder, not a space file (e.g. spaces/nin.yaml)")
+    if not p.is_file():
+        raise SpaceError("", f"space file not found: {p}")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise SpaceError("", f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark is fine
+    except UnicodeDecodeError as e:
+        raise SpaceError(
+            "", f"{p}: not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}); a space file is YAML text"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        position = getattr(e, "position", None)  # a ReaderError: a character YAML does not allow
+        if mark is not None:
+            where = f" (line {mark.line + 1})"
+        elif isinstance(position, int):
+            where = f" (line {text.count(chr(10), 0, position) + 1})"
+        else:
+            where = ""
+        reason = str(getattr(e, "problem", None) or e).splitlines()[0]
+        raise SpaceError("", f"{p}: not valid YAML{where}: {reason}") from None
+
+
 def _read_document(path: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
     """(the parsed mapping, the default run name)."""
     if isinstance(path, dict):
         return json.loads(json.dumps(path)), "space"  # a deep copy that is plain data
     p = Path(path)
-    if not p.is_file():
-        raise SpaceError("", f"space file not found: {p}")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SpaceError("", f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    doc = _read_yaml(p)
     if not isinstance(doc, dict):
         raise SpaceError("", "a space file must be a mapping of keys (name, model, groups, ...)")
     return doc, p.name.removesuffix(".yaml").removesuffix(".yml")

@@ -182,8 +182,8 @@ def build_param_space(
         data_classes: classes of the data (None: the architecture's default).
 
     Raises:
-        SpaceError: unknown architecture, a rule that matches no layer, choices that no selected
-            layer accepts, a seed that is not in the space -- naming the key.
+        SpaceError: unknown architecture, a rule that matches no layer, a choice that no layer the
+            rule selects accepts (named), a seed that is not in the space -- naming the key.
     """
     import deeproots  # noqa: PLC0415
 
@@ -198,7 +198,8 @@ def build_param_space(
     input_size = tuple(cfg.input_size or data_size or spec.input_size)
     if data_size is not None and tuple(data_size) != input_size:
         raise SpaceError("model.input_size", f"{list(input_size)} differs from the data's {list(data_size)}")
-    layers = tuple(deeproots.describe_layers(cfg.arch, num_classes))
+    # auxiliary classifiers' convs (GoogLeNet) are never grouped and not part of a schedule
+    layers = tuple(layer for layer in deeproots.describe_layers(cfg.arch, num_classes) if not layer.aux)
     by_name = {layer.name: layer for layer in layers}
 
     try:
@@ -228,6 +229,17 @@ def build_param_space(
                 f"groups.{i}",
                 f"selects no layer of {cfg.arch} (layers {pats}, kind {rule.kind}, stages {stages}); stages: {', '.join(stage_names)}",
             )
+        explicit = all(not any(ch in p for ch in "*?[") for p in pats)
+        impossible = [c for c in rule.choices if not any(c in layer.valid_groups for layer in matched)]
+        if impossible and not explicit:  # (an explicit layer list gets the per-layer message below)
+            takes = sorted({g for layer in matched for g in layer.valid_groups})
+            shown = ", ".join(map(str, takes[:16])) + (" ..." if len(takes) > 16 else "")
+            raise SpaceError(
+                f"groups.{i}.choices",
+                f"{', '.join(map(str, impossible))} {'fits' if len(impossible) == 1 else 'fit'} no layer this rule "
+                f"selects ({len(matched)}: {', '.join(layer.name for layer in matched[:3])}{' ...' if len(matched) > 3 else ''}; "
+                f"a group count must divide a layer's input and output channels); they take: {shown}",
+            )
         for layer in matched:
             key = {"layer": layer.name, "stage": layer.stage, "all": rule.name or f"groups{i}"}[rule.tie]
             owner[layer.name] = (i, key)
@@ -240,10 +252,13 @@ def build_param_space(
     fixed = {name: g for name, g in base.groups.items() if name not in owner}
     params: list[Param] = []
     seen_keys: dict[str, int] = {}
+    untied: dict[int, set[int]] = {}  # rule -> choices dropped because not every layer of a tie takes them
     for (i, key), group in members.items():
         rule = space.groups[i]
         explicit = all(not any(ch in p for ch in "*?[") for p in _as_list(rule.layers))
         choices = [c for c in rule.choices if all(c in layer.valid_groups for layer in group)]
+        if len(group) > 1:
+            untied.setdefault(i, set()).update(set(rule.choices) - set(choices))
         if explicit:
             for c in rule.choices:
                 for layer in group:
@@ -270,7 +285,16 @@ def build_param_space(
         seen_keys[key] = i
         params.append(Param(key, tuple(choices), tuple(layer.name for layer in group)))
     if not params:
-        raise SpaceError("groups", "the rules leave nothing to search: every selected layer has a single valid choice")
+        why = "; ".join(
+            f"groups.{i}: {', '.join(map(str, sorted(cs)))} {'is' if len(cs) == 1 else 'are'} not valid for every "
+            f"layer tied by tie: {space.groups[i].tie}"
+            for i, cs in sorted(untied.items())
+            if cs
+        )
+        raise SpaceError(
+            "groups",
+            "the rules leave nothing to search: every selected layer has a single valid choice" + (f" ({why})" if why else ""),
+        )
     order = {layer.name: n for n, layer in enumerate(layers)}
     params.sort(key=lambda p: order[p.layers[0]])
 

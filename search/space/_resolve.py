@@ -182,25 +182,58 @@ _DATA_OPTIONS = {
 
 
 def _check_data(data: DataConfig, exists: bool = True) -> None:
-    if not exists:
-        pass
-    elif data.name == "cifar10" and data.root is not None:
-        root = Path(data.root).expanduser()
-        if not (root / "cifar-10-batches-py").is_dir() and not (root / "data_batch_1").is_file():
-            raise SpaceError("data.root", f"{root} holds no cifar-10-batches-py folder")
-    elif data.name == "imagefolder":
-        if data.root is None:
-            raise SpaceError("data.root", "dataset imagefolder needs a folder with train/ and val/ (--set data.root=PATH)")
-        if not (Path(data.root).expanduser() / "train").is_dir():
-            raise SpaceError("data.root", f"{data.root} has no train/ folder")
     allowed = _DATA_OPTIONS[data.name]
     for key in data.options:
         if key not in allowed:
             raise SpaceError(f"data.options.{key}", f"unknown option for {data.name}; allowed: {', '.join(sorted(allowed))}")
-    if data.subset is not None and data.name == "synthetic":
-        n = data.options.get("num_train", 2000)
-        if isinstance(n, int) and data.subset + data.val_size > n:
-            raise SpaceError("data.subset", f"subset + val_size exceeds the {n} synthetic training images")
+    num_train, what = _training_images(data, exists)
+    if num_train is not None:
+        check_data_sizes(data, num_train, what)
+
+
+def _training_images(data: DataConfig, exists: bool) -> tuple[int | None, str]:
+    """(training images, how to name the data) of the space's data set, without decoding it.
+
+    Counted in the copy when it is at hand (``deeproots.data.dataset_info``; ``exists``), else
+    CIFAR-10 as published (a copy that is absent now is downloaded by the trials), else unknown.
+    A copy that cannot be used (a missing root, a damaged file) is a SpaceError on ``data.root``.
+    """
+    from deeproots.data import CIFAR10_PUBLISHED, DataError, dataset_info  # noqa: PLC0415
+
+    try:
+        if data.name == "synthetic":
+            info = dataset_info("synthetic", **data.options)
+            return info.num_train, "synthetic"
+        if exists:
+            try:
+                info = dataset_info(data.name, data.root, download=False, **data.options)
+                return info.num_train, f"{data.name} in {info.root}"
+            except DataError as e:
+                if not (data.name == "cifar10" and data.root is None and e.key == "root"):
+                    raise SpaceError("data.root", str(e)) from None
+    except SpaceError:
+        raise
+    except DataError as e:
+        raise SpaceError(f"data.{e.key}" if e.key else "data", str(e)) from None
+    except ValueError as e:  # an option's value (num_train: -1, image_size: 4)
+        raise SpaceError("data.options", str(e).splitlines()[0]) from None
+    if data.name == "cifar10":
+        return CIFAR10_PUBLISHED["num_train"], "CIFAR-10"
+    return None, data.name
+
+
+def check_data_sizes(data: DataConfig, num_train: int, what: str = "the data set") -> None:
+    """``data.val_size`` and ``data.subset`` against ``num_train`` training images (the data set's).
+
+    Raises:
+        SpaceError: on ``data.val_size`` or ``data.subset``, naming the largest value that fits.
+    """
+    from deeproots.data import DataError, check_sizes  # noqa: PLC0415
+
+    try:
+        check_sizes(num_train, val_size=data.val_size, subset=data.subset, what=what)
+    except DataError as e:
+        raise SpaceError(f"data.{e.key}", str(e)) from None
 
 
 def _data_facts(data: DataConfig) -> dict[str, Any]:

@@ -59,6 +59,7 @@ def test_table_follows_geometry_and_model_options() -> None:
     layer = next(l for l in deeproots.describe_layers("googlenet_cifar") if l.kind == "spatial" and 4 in l.valid_groups)
     cost = _whole_model_cost("googlenet_cifar", {layer.name: 4}, aux_logits=True)
     assert (aux.flops({layer.name: 4}), aux.params({layer.name: 4})) == (cost.flops, cost.params)
+    assert aux.layers == tuple(deeproots.resolve_schedule("googlenet_cifar", "orig").groups)  # no aux-head columns
 
 
 def test_grouping_one_layer_saves_what_the_formula_says() -> None:

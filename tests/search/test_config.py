@@ -59,6 +59,24 @@ def test_later_rules_override_and_single_choices_are_fixed() -> None:
     assert p.fixed["conv3a"] == 1 and p.fixed["conv1a"] == 1
 
 
+@pytest.mark.parametrize(
+    ("groups", "key", "message"),
+    [
+        ([{"choices": [1, 7]}], "groups.0.choices", "7 fits no layer this rule selects (9: conv1a, conv1b, conv1c ...;"),
+        ([{"choices": [1, 2, 7, 11]}], "groups.0.choices", "7, 11 fit no layer this rule selects"),
+        ([{"kind": "spatial", "choices": [1, 2, 5]}], "groups.0.choices", "5 fits no layer this rule selects (3: conv1a, conv2a, conv3a;"),
+        ([{"choices": [1, 2]}, {"layers": "conv3*", "choices": [1, 13]}], "groups.1.choices", "13 fits no layer this rule selects (3: conv3a"),
+        ([{"tie": "all", "choices": [1, 3]}], "groups", "nothing to search: every selected layer has a single valid choice (groups.0: 3 is not valid for every layer tied by tie: all)"),
+    ],
+    ids=["star", "two", "spatial", "second-rule", "tie-all"],
+)
+def test_choices_no_selected_layer_can_take_are_named(groups: list, key: str, message: str) -> None:
+    with pytest.raises(SpaceError) as e:
+        load_space(tiny(groups=groups))
+    assert e.value.key == key and message in str(e.value), str(e.value)
+    assert "they take: 1, 2, 3, 4, 6, 8" in str(e.value) or key == "groups"
+
+
 def test_schedule_round_trip_through_ordered_indices() -> None:
     p = load_space(tiny()).params  # conv2a and conv3a over [1, 2, 4]
     values = {"conv2a": 2, "conv3a": 1}  # indices: 4 and 2 groups
@@ -95,6 +113,8 @@ def test_overrides_are_parsed_as_yaml_and_validated() -> None:
         ("objectives=[flops, params]", "objectives"),
         ("data.name=mnist", "data.name"),
         ("data.root=/does/not/exist", "data.root"),
+        ("data.val_size=60000", "data.val_size"),
+        ("data.subset=45001", "data.subset"),
         ("storage=not-a-url", "storage"),
         ("search.sampler_options={population_size: 1}", "search.sampler_options"),
         ("resources.gpus_per_trial=-1", "resources.gpus_per_trial"),
@@ -126,6 +146,31 @@ def test_invalid_space_file_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "not a UTF-8 text file (byte 0x89 at offset 0); a space file is YAML text"),
+        (bytes(range(256)), "not a UTF-8 text file (byte 0x80 at offset 128)"),
+        ("name: caf\u00e9\n".encode("latin-1"), "not a UTF-8 text file (byte 0xe9 at offset 9)"),
+        (b"name: x\nmodel: {arch: nin}\x00\n", "not valid YAML (line 2): unacceptable character #x0000"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "not valid YAML (line 1): unacceptable character #x0003"),
+    ],
+    ids=["png", "all-bytes", "latin-1", "nul", "zip"],
+)
+def test_a_space_file_that_is_not_text_is_one_line_exit_2(
+    content: bytes, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "space.yaml"
+    bad.write_bytes(content)
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: {message}") and err.count("\n") == 1 and "Traceback" not in err
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path} is a folder, not a space file (e.g. spaces/nin.yaml)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
 def test_cli_process_exit_status_and_single_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [PYTHON, "-m", "search.run", str(ROOT / "spaces/nin.yaml"), "--set", "search.sampler=annealing"],
@@ -146,6 +191,51 @@ def test_dry_run_describes_without_writing(tmp_path: Path, monkeypatch: pytest.M
     assert "87.6M .. 222M" in out  # FLOPs range: conv2a/conv3a at 32 groups .. the original NIN
     assert "root-8" in out and "estimated run time" in out
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        ({"val_size": 160}, "data.val_size", "val_size=160 leaves none of the 160 training images of synthetic to train on; at most 159"),
+        ({"subset": 97}, "data.subset", "subset=97 + val_size=64 exceeds the 160 training images of synthetic; subset can be at most 96"),
+        ({"name": "cifar10", "val_size": 50_000}, "data.val_size", "of CIFAR-10 to train on; at most 49,999"),
+        ({"name": "cifar10", "val_size": 64, "subset": 49_937}, "data.subset", "exceeds the 50,000 training images of CIFAR-10; subset can be at most 49,936"),
+    ],
+    ids=["synthetic-val", "synthetic-subset", "cifar-val", "cifar-subset"],
+)
+def test_sizes_the_data_cannot_hold_are_refused_naming_the_key(data: dict, key: str, message: str, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPROOTS_DATA", raising=False)
+    monkeypatch.setenv("DEEPROOTS_CACHE", "/nonexistent/deeproots-cache")  # no copy at hand: CIFAR-10 as published
+    with pytest.raises(SpaceError) as e:
+        load_space(_with_data(data))
+    assert e.value.key == key and message in str(e.value), str(e.value)
+    load_space(tiny(data={"subset": 96}))  # the largest that fits
+
+
+def _with_data(data: dict) -> dict:
+    """The tiny space on other data (CIFAR-10 at its own 32x32 geometry)."""
+    space = tiny()
+    space["data"] = {**space["data"], **data}
+    if data.get("name") == "cifar10":
+        space["data"].pop("options")
+        space["model"] = {"arch": "nin"}
+    return space
+
+
+def test_a_copy_at_data_root_is_counted_and_checked(tmp_path: Path, monkeypatch) -> None:
+    from tests.deeproots.test_data import N_TRAIN, _write_cifar
+
+    monkeypatch.setenv("DEEPROOTS_CACHE", str(tmp_path / "cache"))
+    _write_cifar(tmp_path / "data" / "cifar-10-batches-py")
+    cifar = {"name": "cifar10", "root": str(tmp_path / "data"), "val_size": 20}
+    load_space(_with_data(cifar))
+    with pytest.raises(SpaceError, match=f"data.subset: subset=181 \\+ val_size=20 exceeds the {N_TRAIN} training images of cifar10 in"):
+        load_space(_with_data({**cifar, "subset": N_TRAIN - 19}))
+    (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"")
+    with pytest.raises(SpaceError) as e:
+        load_space(_with_data(cifar))
+    assert str(e.value).startswith("data.root: CIFAR-10 file ") and "data_batch_2 is damaged (empty file)" in str(e.value)
+    assert load_space(_with_data(cifar), check_data=False).spec.data.root == cifar["root"]  # a dry run does not read it
 
 
 def test_space_error_names_key() -> None:
