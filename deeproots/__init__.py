@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from ._cost import Cost, Latency, compare_latency, count_cost, fold_batchnorm, measure_latency
+from ._cost_table import CostTable
 from ._version import __version__, provenance
 from .models import build_model, list_architectures
 from .schedules import LayerInfo, Schedule, describe_layers, paper_schedules, resolve_schedule
@@ -29,6 +30,7 @@ __all__ = [
     "Schedule",
     "count_cost",
     "Cost",
+    "CostTable",
     "measure_latency",
     "compare_latency",
     "fold_batchnorm",
