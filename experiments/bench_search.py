@@ -1,8 +1,9 @@
 """Benchmark of the search itself: the project's searcher, scheduler and study, with a surrogate in place of training.
 
 HPO methods are compared on benchmarks at equal budgets over repetitions (Syne Tune's simulator
-backend replays tabulated learning curves through real schedulers; NAS-Bench-201/301 and YAHPO Gym
-are tabular and surrogate benchmarks). This is that for deeproots (DESIGN.md, "Measuring the search
+backend -- ``BlackboxRepositoryBackend`` with ``SimulatorCallback`` -- runs its real schedulers on
+tabulated learning curves in simulated time, 4 workers in its NAS-Bench-201 example; NAS-Bench-201/301
+and YAHPO Gym are tabular and surrogate benchmarks). This is that for deeproots (DESIGN.md, "Measuring the search
 itself"): it says whether a sampler or an early-stopping rule finds more of the true front than random
 search at the same number of epochs.
 
