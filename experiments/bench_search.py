@@ -695,6 +695,7 @@ def summarise(config: Config, scores: list[dict[str, float]], reference: list[di
         row[f"{name}_mean"], row[f"{name}_sd"] = _mean_sd([s[name] for s in scores])
     diffs = [s["hv_ratio"] - r["hv_ratio"] for s, r in zip(scores, reference)]
     row["hv_ratio_diff_vs_random_mean"], row["hv_ratio_diff_vs_random_sd"] = _mean_sd(diffs)
+    row["hv_ratio_diff_vs_random_se"] = row["hv_ratio_diff_vs_random_sd"] / math.sqrt(len(diffs))
     row["true_cheapest_flops"] = truth.cheapest_flops
     row["true_front_size"] = len(truth.front_keys)
     return row
@@ -739,8 +740,12 @@ def format_table(rows: list[dict[str, Any]], truth: Truth, info: SpaceInfo, args
         label = f"{r['sampler']}/{r['early_stopping']}"
         if r["trials"] != args.trials:
             label += f" ({r['trials']} trials)"
-        diff = "(reference)" if (r["sampler"], r["early_stopping"]) == REFERENCE else _pm(
-            r["hv_ratio_diff_vs_random_mean"], r["hv_ratio_diff_vs_random_sd"], "+.3f")
+        diff = "(reference)"
+        if (r["sampler"], r["early_stopping"]) != REFERENCE:
+            diff = _pm(r["hv_ratio_diff_vs_random_mean"], r["hv_ratio_diff_vs_random_sd"], "+.3f")
+            se = r["hv_ratio_diff_vs_random_se"]
+            if se > 0:
+                diff += f" ({r['hv_ratio_diff_vs_random_mean'] / se:+.1f} s.e.)"
         lines.append(
             f"| {label} | {'yes' if r['default'] else ''} | {r['repeats']} | {_pm(r['hv_ratio_mean'], r['hv_ratio_sd'], '.3f')} "
             f"| {diff} | {_pm(r['recall_mean'], r['recall_sd'], '.3f')} "
@@ -751,6 +756,7 @@ def format_table(rows: list[dict[str, Any]], truth: Truth, info: SpaceInfo, args
         )  # fmt: skip
     lines.append("")
     lines.append("mean ± s.d. over repetitions; HV ratio: the reported front's true hypervolume / the true front's; "
+                 "Δ: paired per repetition, in standard errors (s.d. / sqrt(reps)) in brackets; "
                  f"recall: share of the true front on the reported front; wall time {wall:.0f} s")  # fmt: skip
     return "\n".join(lines)
 

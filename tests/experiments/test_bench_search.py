@@ -201,7 +201,7 @@ def test_loop_calls_searcher_and_scheduler_in_tunes_order(bench) -> None:
         def params(self, s):
             return 10 // s["conv2a"]
 
-    engine = bench.Engine(RecordingSearcher(), RecordingScheduler(), lambda c: {"conv2a": c["g"]}, lambda: [], dict)
+    engine = bench.Engine(RecordingSearcher(), RecordingScheduler(), lambda c: {"conv2a": c["g"]}, list, dict)
     rep = bench.simulate(engine, info, Table(), lambda *a: 0.5, seed=0, trials=5, concurrency=1)
     assert calls == [
         "suggest 00000", "scheduler.add 00000",
