@@ -88,7 +88,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 import numpy as np
 
@@ -761,8 +761,15 @@ def format_table(rows: list[dict[str, Any]], truth: Truth, info: SpaceInfo, args
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``error: ...``, exit 2), like every other usage error here."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python experiments/bench_search.py",
         description="Benchmark the search (sampler x early stopping) on a space with a learning-curve surrogate.",
     )

@@ -289,6 +289,8 @@ def test_default_surrogate_truth_noise_and_batch() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        ([], "the following arguments are required: --space"),
+        (["--space", "spaces/nin.yaml", "--trials", "many"], "argument --trials: invalid int value: 'many'"),
         (["--space", "spaces/nin.yaml", "--configs", "nsga2"], "expected SAMPLER/EARLY_STOPPING"),
         (["--space", "spaces/nin.yaml", "--configs", "cmaes/none"], "unknown sampler 'cmaes'"),
         (["--space", "spaces/nin.yaml", "--configs", "tpe/hyperband"], "unknown early stopping 'hyperband'"),
