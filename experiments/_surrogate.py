@@ -49,7 +49,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["default_surrogate", "truth_many", "NOISE_SD"]
+__all__ = ["default_surrogate", "same_curves_surrogate", "noiseless_surrogate", "truth_many", "NOISE_SD"]
 
 CHANCE = 0.10  # accuracy of a guess on CIFAR-10's 10 classes
 ERR0 = 0.645  # error at F0 FLOPs and P0 parameters, at the CPU-sized fidelity
@@ -102,7 +102,7 @@ def _schedule_hash(groups: np.ndarray, layers: Sequence[str]) -> np.ndarray:
 
 
 def _final_and_shape(
-    g: np.ndarray, layers: Sequence[str], flops: np.ndarray, params: np.ndarray
+    g: np.ndarray, layers: Sequence[str], flops: np.ndarray, params: np.ndarray, curve_gamma: float = CURVE_GAMMA
 ) -> tuple[np.ndarray, np.ndarray]:
     """(accuracy after the last epoch, learning-curve exponent) per row of ``g``."""
     f = np.asarray(flops, dtype=np.float64)
@@ -111,7 +111,7 @@ def _final_and_shape(
     for i, name in enumerate(layers):
         acc = acc + LAYER_SD * _layer_z(name) * np.log2(g[:, i].astype(np.float64))
     acc = acc + SCHEDULE_SD * _normal(_schedule_hash(g, layers))
-    return acc, CURVE_P * (f / F0) ** CURVE_GAMMA
+    return acc, CURVE_P * (f / F0) ** curve_gamma
 
 
 def _curve(acc: np.ndarray, shape: np.ndarray, epoch: int, max_epochs: int) -> np.ndarray:
@@ -137,12 +137,30 @@ def truth_many(
 
 
 @lru_cache(maxsize=65536)
-def _one(items: tuple[tuple[str, int], ...], flops: int, params: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _one(
+    items: tuple[tuple[str, int], ...], flops: int, params: int, curve_gamma: float
+) -> tuple[np.ndarray, np.ndarray, int]:
     """A schedule's final accuracy, curve exponent and hash (the epoch-independent part, cached)."""
     layers = [name for name, _ in items]
     g = np.array([[count for _, count in items]], dtype=np.int64)
-    acc, shape = _final_and_shape(g, layers, np.array([flops], dtype=np.int64), np.array([params], dtype=np.int64))
+    f, p = np.array([flops], dtype=np.int64), np.array([params], dtype=np.int64)
+    acc, shape = _final_and_shape(g, layers, f, p, curve_gamma)
     return acc, shape, int(_schedule_hash(g, layers)[0])
+
+
+def _evaluate(
+    schedule: Mapping[str, int], flops: int, params: int, epoch: int, max_epochs: int, seed: int | None,
+    curve_gamma: float, noise_sd: float,
+) -> float:  # fmt: skip
+    if not 1 <= epoch <= max_epochs:
+        raise ValueError(f"epoch must be in 1..{max_epochs}, got {epoch}")
+    items = tuple((name, int(g)) for name, g in schedule.items())
+    acc, shape, key = _one(items, int(flops), int(params), float(curve_gamma))
+    truth = float(_curve(acc, shape, epoch, max_epochs)[0])
+    if seed is None:
+        return truth
+    noise = np.random.default_rng([key, int(seed) & _MASK, int(epoch)]).normal(0.0, noise_sd)
+    return float(min(1.0, max(0.0, truth + noise)))
 
 
 def default_surrogate(
@@ -168,14 +186,29 @@ def default_surrogate(
         >>> default_surrogate(s, 10**8, 10**6, 3, 3, None) == default_surrogate(s, 10**8, 10**6, 3, 3, None)
         True
     """
-    if not 1 <= epoch <= max_epochs:
-        raise ValueError(f"epoch must be in 1..{max_epochs}, got {epoch}")
-    acc, shape, key = _one(tuple((name, int(g)) for name, g in schedule.items()), int(flops), int(params))
-    truth = float(_curve(acc, shape, epoch, max_epochs)[0])
-    if seed is None:
-        return truth
-    noise = np.random.default_rng([key, int(seed) & _MASK, int(epoch)]).normal(0.0, NOISE_SD)
-    return float(min(1.0, max(0.0, truth + noise)))
+    return _evaluate(schedule, flops, params, epoch, max_epochs, seed, CURVE_GAMMA, NOISE_SD)
+
+
+def same_curves_surrogate(
+    schedule: Mapping[str, int], flops: int, params: int, epoch: int, max_epochs: int, seed: int | None
+) -> float:
+    """Sensitivity variant: :func:`default_surrogate` with one learning-curve shape for every schedule.
+
+    ``CURVE_GAMMA = 0``: an early epoch ranks schedules as the last does, up to the noise -- the
+    most favourable case for accuracy-only early stopping. The truth (the last epoch) is the default's.
+    """
+    return _evaluate(schedule, flops, params, epoch, max_epochs, seed, 0.0, NOISE_SD)
+
+
+def noiseless_surrogate(
+    schedule: Mapping[str, int], flops: int, params: int, epoch: int, max_epochs: int, seed: int | None
+) -> float:
+    """Sensitivity variant: :func:`default_surrogate` without noise (the search sees the truth)."""
+    return _evaluate(schedule, flops, params, epoch, max_epochs, seed, CURVE_GAMMA, 0.0)
 
 
 default_surrogate.batch = truth_many  # type: ignore[attr-defined]
+same_curves_surrogate.batch = lambda groups, layers, flops, params, epoch, max_epochs: _curve(  # type: ignore[attr-defined]
+    *_final_and_shape(np.asarray(groups), layers, flops, params, 0.0), epoch, max_epochs
+)
+noiseless_surrogate.batch = truth_many  # type: ignore[attr-defined]

@@ -286,6 +286,26 @@ def test_default_surrogate_truth_noise_and_batch() -> None:
         f(schedule, 1, 1, 11, 10, None)
 
 
+def test_sensitivity_variants_change_only_what_they_say() -> None:
+    sur = load_script("_surrogate")
+    schedule = {"conv1a": 1, "conv2a": 8, "conv3a": 2}
+    args = (schedule, 120_000_000, 600_000)
+    # same truth at the last epoch
+    assert sur.same_curves_surrogate(*args, 10, 10, None) == sur.noiseless_surrogate(*args, 10, 10, None) == sur.default_surrogate(*args, 10, 10, None)
+    # noiseless: a seed changes nothing
+    assert sur.noiseless_surrogate(*args, 4, 10, 3) == sur.default_surrogate(*args, 4, 10, None)
+    # same curves: the share of the final gain reached at epoch 2 no longer depends on the FLOPs
+    def share(fn, flops, params):
+        s = {"conv1a": 1}
+        chance = sur.CHANCE
+        return (fn(s, flops, params, 2, 10, None) - chance) / (fn(s, flops, params, 10, 10, None) - chance)
+    assert share(sur.same_curves_surrogate, 20_000_000, 100_000) == pytest.approx(share(sur.same_curves_surrogate, 200_000_000, 10**6))
+    assert share(sur.default_surrogate, 20_000_000, 100_000) < share(sur.default_surrogate, 200_000_000, 10**6)
+    g = np.array([[1, 8, 2]])
+    batch = sur.same_curves_surrogate.batch(g, list(schedule), np.array([120_000_000]), np.array([600_000]), 3, 10)
+    assert batch[0] == sur.same_curves_surrogate(*args, 3, 10, None)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
