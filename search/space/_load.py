@@ -94,7 +94,7 @@ def _format_validation_error(err: ValidationError) -> SpaceError:
             msg += f"; allowed: {', '.join(model.model_fields)}"
     elif kind == "missing":
         msg = "required key is missing"
-    elif given is not None and kind not in ("model_type", "dict_type"):
+    elif given is not None and kind not in ("model_type", "dict_type") and not isinstance(given, dict):
         shown = repr(given)
         msg += f" (got {shown[:60]})"
     return SpaceError(loc, msg)
