@@ -118,7 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=f"[{d.batch_size}]")  # fmt: skip
     train.add_argument("--lr", type=_number(float, 0, strict=True), default=d.lr,
                        help=f"peak learning rate [{d.lr}]")  # fmt: skip
-    train.add_argument("--lr-schedule", choices=("onecycle", "cosine"), default=d.lr_schedule,
+    train.add_argument("--lr-schedule", choices=("onecycle", "cosine", "triangular"), default=d.lr_schedule,
                        help=f"[{d.lr_schedule}]")  # fmt: skip
     train.add_argument("--warmup-fraction", type=_number(float, 0, below=1),
                        default=d.warmup_fraction, help=f"[{d.warmup_fraction}]")  # fmt: skip
@@ -128,7 +128,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=f"[{d.weight_decay}]")  # fmt: skip
     train.add_argument("--label-smoothing", type=_number(float, 0, below=1),
                        default=d.label_smoothing, help=f"[{d.label_smoothing}]")  # fmt: skip
-    train.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on CUDA")
+    train.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
+                       help="autocast precision; auto: bf16 where the CUDA device or CPU computes "
+                       f"it natively [{d.precision}]")  # fmt: skip
     train.add_argument("--memory-format", choices=("channels_last", "contiguous"),
                        default=d.memory_format, help=f"[{d.memory_format}]")  # fmt: skip
     train.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ... [auto]")
@@ -197,7 +199,7 @@ def _spec_from_args(args: argparse.Namespace) -> _RunSpec:
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
-        bf16=not args.no_bf16,
+        precision=args.precision,
         memory_format=args.memory_format,
         device=args.device,
         seed=args.seed,
@@ -227,7 +229,7 @@ def _explicit(argv: Sequence[str] | None) -> set[str]:
 
 #: TrainConfig fields that a flag of the same name overrides in --config mode.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "lr_schedule", "warmup_fraction", "momentum", "weight_decay",
-                 "label_smoothing", "memory_format", "device", "seed", "threads")  # fmt: skip
+                 "label_smoothing", "precision", "memory_format", "device", "seed", "threads")  # fmt: skip
 
 
 def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
@@ -242,9 +244,9 @@ def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
     data = dict(rec.get("data") or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     recipe = {k: v for k, v in (rec.get("training") or {}).items() if k in known}
+    if (rec.get("training") or {}).get("bf16") is False and "precision" not in recipe:
+        recipe["precision"] = "fp32"  # an export from before TrainConfig.precision (bf16: false)
     recipe.update({k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit})
-    if "no_bf16" in explicit:
-        recipe["bf16"] = False
     options: dict[str, Any] = dict(data.get("options") or {})
     options["subset"] = args.subset  # full budget: the whole training split unless --subset
     options["val_size"] = args.val_size if "val_size" in explicit else int(data.get("val_size", 5000))
