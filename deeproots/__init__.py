@@ -49,6 +49,8 @@ from .training import (  # noqa: E402
     TrainConfig,
     evaluate,
     fit,
+    native_bf16,
+    resolve_precision,
 )
 
 __all__ += [
@@ -65,6 +67,8 @@ __all__ += [
     "EpochResult",
     "FitResult",
     "StepProgress",
+    "resolve_precision",
+    "native_bf16",
     "NonFiniteLossError",
 ]
 

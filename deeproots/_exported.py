@@ -221,6 +221,8 @@ class ExportedConfig:
 
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         recipe = {k: v for k, v in self.training.items() if k in known}
+        if "bf16" in self.training and "precision" not in self.training:  # written before TrainConfig.precision
+            recipe["precision"] = "auto" if self.training["bf16"] else "fp32"
         recipe.update(overrides)
         return TrainConfig(**recipe)
 

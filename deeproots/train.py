@@ -119,7 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=f"[{d.batch_size}]")  # fmt: skip
     train.add_argument("--lr", type=_number(float, 0, strict=True), default=d.lr,
                        help=f"peak learning rate [{d.lr}]")  # fmt: skip
-    train.add_argument("--lr-schedule", choices=("onecycle", "cosine"), default=d.lr_schedule,
+    train.add_argument("--lr-schedule", choices=("onecycle", "cosine", "triangular"), default=d.lr_schedule,
                        help=f"[{d.lr_schedule}]")  # fmt: skip
     train.add_argument("--warmup-fraction", type=_number(float, 0, below=1),
                        default=d.warmup_fraction, help=f"[{d.warmup_fraction}]")  # fmt: skip
@@ -129,7 +129,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=f"[{d.weight_decay}]")  # fmt: skip
     train.add_argument("--label-smoothing", type=_number(float, 0, below=1),
                        default=d.label_smoothing, help=f"[{d.label_smoothing}]")  # fmt: skip
-    train.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on CUDA")
+    train.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
+                       help="autocast precision; auto: bf16 where the CUDA device or CPU computes "
+                       f"it natively [{d.precision}]")  # fmt: skip
     train.add_argument("--memory-format", choices=("channels_last", "contiguous"),
                        default=d.memory_format, help=f"[{d.memory_format}]")  # fmt: skip
     train.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ... [auto]")
@@ -198,7 +200,7 @@ def _spec_from_args(args: argparse.Namespace) -> _RunSpec:
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
-        bf16=not args.no_bf16,
+        precision=args.precision,
         memory_format=args.memory_format,
         device=args.device,
         seed=args.seed,
@@ -228,7 +230,7 @@ def _explicit(argv: Sequence[str] | None) -> set[str]:
 
 #: TrainConfig fields that a flag of the same name overrides in --config mode.
 _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "lr_schedule", "warmup_fraction", "momentum", "weight_decay",
-                 "label_smoothing", "memory_format", "device", "seed", "threads")  # fmt: skip
+                 "label_smoothing", "precision", "memory_format", "device", "seed", "threads")  # fmt: skip
 
 
 def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
@@ -242,8 +244,6 @@ def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
     cfg = ExportedConfig.read(args.config)
     data = cfg.data
     overrides = {k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit}
-    if "no_bf16" in explicit:
-        overrides["bf16"] = False
     options: dict[str, Any] = dict(data.get("options") or {})
     options["subset"] = args.subset  # full budget: the whole training split unless --subset
     options["val_size"] = args.val_size if "val_size" in explicit else int(data.get("val_size", 5000))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data import DataBundle
+from .data import DataBundle, TensorSplit, normalize, random_crop_flip
 from .data._cache import _save_atomic
 from .data._splits import Split
 
@@ -42,10 +43,13 @@ __all__ = [
     "fit",
     "evaluate",
     "checkpoint_history",
+    "resolve_precision",
+    "native_bf16",
 ]
 
 _CHECKPOINT_FORMAT = 1
-# Fields that shape the optimisation: a checkpoint resumes only under the same values.
+# Fields that shape the optimisation: a checkpoint resumes only under the same values (and the
+# same resolved precision, checked apart).
 _RECIPE_FIELDS = (
     "epochs",
     "batch_size",
@@ -55,9 +59,28 @@ _RECIPE_FIELDS = (
     "momentum",
     "nesterov",
     "weight_decay",
+    "units",
     "label_smoothing",
+    "flip",
+    "ema_decay",
+    "ema_every",
+    "ema_start",
+    "lookahead_decay",
+    "lookahead_every",
+    "lookahead_start",
+    "bn_momentum",
+    "bn_weight",
+    "bias_lr_scale",
     "seed",
 )
+_PRECISIONS = ("auto", "bf16", "fp32")
+# CPU features (names as torch.cpu.get_capabilities() reports them) that compute bfloat16 in
+# hardware: AVX512-BF16 and AMX-BF16 on x86, BF16 (Armv8.6) and SVE-BF16 on ARM. Without one of
+# them bf16 is emulated and slower than float32.
+_NATIVE_BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+# The triangular schedule's lr factor at the first and last step (airbench94: triangle(start=0.2,
+# end=0.07, peak=0.23), KellerJordan/cifar10-airbench airbench94.py at 01a2367).
+_TRIANGLE_START, _TRIANGLE_END = 0.2, 0.07
 
 
 @dataclass(frozen=True)
@@ -79,15 +102,52 @@ class TrainConfig:
 
     epochs: int = 10  # passes over the training split
     batch_size: int = 128  # images per optimiser step
-    lr: float = 0.2  # peak learning rate (per step of `batch_size` images), reached after warm-up
-    lr_schedule: Literal["onecycle", "cosine"] = "onecycle"  # onecycle: linear up, linear down
-    # to ~0; cosine: linear warm-up, then half a cosine down to 0. Both stepped every batch.
+    lr: float = 0.2  # peak learning rate, reached after warm-up; its unit is set by `units`
+    lr_schedule: Literal["onecycle", "cosine", "triangular"] = "onecycle"  # onecycle: linear up
+    # from lr/10, linear down to lr/1000; cosine: linear warm-up, then half a cosine down to 0;
+    # triangular (airbench94): linear from 0.2 lr up to lr, then linear down to 0.07 lr. All
+    # three stepped every batch, peaking at `warmup_fraction` of all steps.
     warmup_fraction: float = 0.15  # fraction of all steps spent warming up to `lr`
     momentum: float = 0.9  # SGD momentum (dimensionless)
     nesterov: bool = True  # Nesterov momentum
-    weight_decay: float = 5e-4  # L2 coefficient on conv/linear weights (not biases, not BatchNorm)
+    weight_decay: float = 5e-4  # on conv/linear weights (not biases, not BatchNorm); unit: `units`
+    units: Literal["batch", "1024"] = "batch"  # what `lr` and `weight_decay` mean.
+    # "batch": `lr` is the SGD step size on the batch-mean loss and `weight_decay` the L2
+    # coefficient (PyTorch's own meaning; both independent of `batch_size`).
+    # "1024" (airbench94's decoupled form): `lr` is the learning rate per 1,024 examples and
+    # `weight_decay` the decay per 1,024 examples, so `batch_size` and `momentum` can change
+    # without re-tuning either: SGD gets lr * batch_size / K on the batch-mean loss and an L2
+    # coefficient of weight_decay / lr, with K = 1024 * (1 + 1 / (1 - momentum)).
+    # Today's lr 0.2 / weight decay 5e-4 at batch 128, momentum 0.9 are 17.6 / 0.0088 in "1024".
     label_smoothing: float = 0.1  # probability mass spread over all classes in the training loss
-    bf16: bool = True  # bfloat16 autocast of forward + loss on CUDA; CPU always runs float32
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # autocast of forward + loss (weights,
+    # optimiser and BatchNorm statistics stay float32). "auto": bfloat16 on CUDA devices that
+    # support it and on CPUs that compute it natively (see `resolve_precision`), else float32.
+    flip: Literal["random", "alternating"] = "random"  # horizontal flips of training images
+    # (when the split flips at all): "random" flips each image with probability 1/2 every epoch;
+    # "alternating" (airbench94's derandomised flip) draws each image's flip once (from `seed`) for
+    # epoch 1 and flips every image the other way than the epoch before. TensorSplit data only.
+    ema_decay: float = 0.0  # exponential moving average of the weights and BatchNorm statistics
+    # (hlb-CIFAR10's NetworkEMA; 0.987 there): decay per optimiser step, applied as
+    # ema_decay ** ema_every every `ema_every` steps; 0 turns it off. Validation (and the final
+    # weights `fit` leaves in the model) use the average once it has started.
+    ema_every: int = 2  # optimiser steps between EMA updates (hlb-CIFAR10: 2)
+    ema_start: float = 0.7  # fraction of all steps before the EMA starts from the current
+    # weights (hlb-CIFAR10: the last 3 of 10 epochs)
+    lookahead_decay: float = 0.0  # airbench94's lookahead: every `lookahead_every` steps the slow
+    # weights (and BatchNorm statistics) move towards the trained ones with decay
+    # lookahead_decay ** lookahead_every * (step / total_steps) ** 3 and the trained weights are
+    # reset to them, and again at every epoch's end; per-step decay, 0 turns it off (0.95 there).
+    lookahead_every: int = 5  # optimiser steps between lookahead updates (airbench94: 5)
+    lookahead_start: float = 0.3  # fraction of all steps before the slow weights start
+    # (airbench94: epoch 3 of 9.9)
+    bn_momentum: float | None = None  # BatchNorm running-statistics momentum in PyTorch's
+    # convention (weight of the new batch; 0.1 is PyTorch's default); None keeps the model's own.
+    # airbench94 and hlb-CIFAR10 use 0.4 (airbench writes it as 0.6 = 1 - 0.4).
+    bn_weight: bool = True  # train BatchNorm's affine weight; False fixes it at 1 (airbench94,
+    # hlb-CIFAR10: BatchNorm(weight=False)). `fit` sets it on the model in place.
+    bias_lr_scale: float = 1.0  # learning-rate multiplier for BatchNorm biases (airbench94's
+    # bias_scaler, 64; they take no weight decay here, so decay is unaffected)
     memory_format: Literal["channels_last", "contiguous"] = "channels_last"  # model + batch layout
     device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
     seed: int = 0  # seed of data order and augmentation (model init is the caller's business)
@@ -111,7 +171,11 @@ class TrainConfig:
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
         need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
         need(is_num(self.lr) and self.lr > 0, "lr", "a positive number")
-        need(self.lr_schedule in ("onecycle", "cosine"), "lr_schedule", "'onecycle' or 'cosine'")
+        need(
+            self.lr_schedule in ("onecycle", "cosine", "triangular"),
+            "lr_schedule",
+            "'onecycle', 'cosine' or 'triangular'",
+        )
         need(
             is_num(self.warmup_fraction) and 0 <= self.warmup_fraction < 1,
             "warmup_fraction",
@@ -125,6 +189,37 @@ class TrainConfig:
             "label_smoothing",
             "in [0, 1)",
         )
+        need(self.units in ("batch", "1024"), "units", "'batch' or '1024'")
+        need(self.precision in _PRECISIONS, "precision", "'auto', 'bf16' or 'fp32'")
+        need(self.flip in ("random", "alternating"), "flip", "'random' or 'alternating'")
+        for name in ("ema", "lookahead"):
+            need(
+                is_num(getattr(self, f"{name}_decay")) and 0 <= getattr(self, f"{name}_decay") < 1,
+                f"{name}_decay",
+                "in [0, 1) (0: off)",
+            )
+            need(
+                is_int(getattr(self, f"{name}_every")) and getattr(self, f"{name}_every") >= 1,
+                f"{name}_every",
+                "an integer >= 1",
+            )
+            need(
+                is_num(getattr(self, f"{name}_start")) and 0 <= getattr(self, f"{name}_start") < 1,
+                f"{name}_start",
+                "in [0, 1)",
+            )
+        need(
+            not (self.ema_decay > 0 and self.lookahead_decay > 0),
+            "lookahead_decay",
+            "0 when ema_decay > 0 (one weight average at a time)",
+        )
+        need(
+            self.bn_momentum is None or (is_num(self.bn_momentum) and 0 < self.bn_momentum <= 1),
+            "bn_momentum",
+            "None or in (0, 1]",
+        )
+        need(isinstance(self.bn_weight, bool), "bn_weight", "True or False")
+        need(is_num(self.bias_lr_scale) and self.bias_lr_scale > 0, "bias_lr_scale", "> 0")
         need(
             self.memory_format in ("channels_last", "contiguous"),
             "memory_format",
@@ -171,6 +266,9 @@ class EpochResult:
         seconds: wall time of the epoch: training phase plus validation pass.
         train_seconds: wall time of the training phase (see the module docstring).
         images: training images processed in the epoch.
+        precision: the resolved autocast precision the epoch ran in, ``"bf16"`` or ``"fp32"``.
+        averaged: the validation figures are those of the weight average (``ema_decay``) rather
+            than of the trained weights (lookahead resets the trained weights, so it never is).
     """
 
     epoch: int
@@ -181,6 +279,8 @@ class EpochResult:
     seconds: float
     train_seconds: float = 0.0
     images: int = 0
+    precision: str = "fp32"
+    averaged: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,6 +292,8 @@ class FitResult:
         val_accuracy: the final epoch's validation accuracy -- the figure a search optimises.
         images_per_second: training throughput over all epochs of ``history``.
         device: the device trained on, e.g. ``"cpu"`` or ``"cuda:0"``.
+        precision: the resolved precision, ``"bf16"`` or ``"fp32"`` -- what
+            ``TrainConfig(precision=...)`` needs to repeat the run exactly on another machine.
         resumed_from: the epoch the checkpoint held when training resumed, 0 for a fresh run.
     """
 
@@ -199,6 +301,7 @@ class FitResult:
     val_accuracy: float
     images_per_second: float
     device: str
+    precision: str
     resumed_from: int = 0
 
     @property
@@ -276,9 +379,73 @@ def _run_settings(config: TrainConfig, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = benchmark
 
 
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (so bf16 autocast is worth it there).
+
+    A CPU does when ``torch.cpu.get_capabilities()`` reports ``avx512_bf16`` or ``amx_bf16``
+    (x86) or ``bf16`` or ``sve_bf16`` (ARM); a CUDA device when ``torch.cuda.is_bf16_supported``
+    says so without emulation (Ampere and later). Other devices: False.
+
+    Example:
+        >>> from deeproots import native_bf16
+        >>> native_bf16("cpu") in (True, False)
+        True
+    """
+    return _native_bf16(torch.device(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _native_bf16(device: torch.device) -> bool:  # asked once per step: cache the answer
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return False
+        with torch.cuda.device(device):
+            try:
+                return torch.cuda.is_bf16_supported(including_emulation=False)
+            except TypeError:  # torch < 2.3 has no emulation switch (and no emulation)
+                return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        capabilities = torch.cpu.get_capabilities()
+        return any(bool(capabilities.get(f)) for f in _NATIVE_BF16_CPU_FEATURES)
+    return False
+
+
+def resolve_precision(precision: str = "auto", device: torch.device | str = "auto") -> str:
+    """The precision a run with ``TrainConfig(precision=precision, device=device)`` trains in.
+
+    Resolve once where a run's identity is fixed (a search study, an exported config) and store
+    the result: it is ``"bf16"`` or ``"fp32"``, itself a valid ``TrainConfig.precision``, so a run
+    resumed or repeated elsewhere keeps it instead of re-deciding from that machine's hardware.
+
+    Args:
+        precision: ``"auto"`` (bfloat16 autocast where :func:`native_bf16` holds for the device,
+            else float32), ``"bf16"`` or ``"fp32"`` (returned as they are).
+        device: ``"auto"`` (CUDA when available, else CPU) or a torch device.
+
+    Returns:
+        ``"bf16"`` or ``"fp32"``.
+
+    Raises:
+        ValueError: an unknown precision, or a CUDA device without CUDA.
+
+    Example:
+        >>> from deeproots import TrainConfig, resolve_precision
+        >>> resolve_precision("fp32", "cpu")
+        'fp32'
+        >>> config = TrainConfig(precision=resolve_precision("auto", "cpu"))  # stored by a search
+        >>> config.precision in ("bf16", "fp32")
+        True
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(_resolve_device(str(device))) else "fp32"
+
+
 def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and config.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if resolve_precision(config.precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -291,20 +458,58 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def _apply_batchnorm_settings(model: nn.Module, config: TrainConfig) -> None:
+    """``bn_momentum`` and ``bn_weight`` on every BatchNorm layer of ``model``, in place."""
+    for m in model.modules():
+        if not isinstance(m, _BATCHNORMS):
+            continue
+        if config.bn_momentum is not None:
+            m.momentum = config.bn_momentum
+        if not config.bn_weight and m.weight is not None:
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+            m.weight.requires_grad_(False)
+
+
+def _sgd_hyperparameters(config: TrainConfig) -> tuple[float, float]:
+    """Peak step size on the batch-mean loss and L2 coefficient, as ``torch.optim.SGD`` takes them.
+
+    With ``units="1024"`` these follow airbench94 (KellerJordan/cifar10-airbench, airbench94.py
+    at 01a2367): with K = 1024 * (1 + 1 / (1 - momentum)), the step size on the *summed* loss is
+    lr / K (here batch_size times that, as the loss is the batch mean), and the weight decay
+    applied per step at peak lr is weight_decay * batch_size / K, which SGD gets as the
+    coefficient weight_decay / lr (SGD multiplies it by the scheduled step size).
+    """
+    if config.units == "batch":
+        return config.lr, config.weight_decay
+    k = 1024 * (1 + 1 / (1 - config.momentum))
+    return config.lr * config.batch_size / k, config.weight_decay / config.lr
+
+
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    decay, no_decay = [], []
+    lr, weight_decay = _sgd_hyperparameters(config)
+    bn_biases = {
+        id(m.bias)
+        for m in model.modules()
+        if isinstance(m, _BATCHNORMS) and m.bias is not None and config.bias_lr_scale != 1.0
+    }
+    decay, no_decay, scaled = [], [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.dim() > 1 else no_decay).append(p)  # biases and BN params have dim 1
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-    )
+            if id(p) in bn_biases:
+                scaled.append(p)
+            else:
+                (decay if p.dim() > 1 else no_decay).append(p)  # biases and BN params have dim 1
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if scaled:  # a third group only when used: checkpoints of the default recipe stay as they were
+        groups.append({"params": scaled, "weight_decay": 0.0, "lr": lr * config.bias_lr_scale})
+    return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -316,13 +521,24 @@ def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
+def _triangle(total: int, peak: int) -> Callable[[int], float]:
+    """airbench94's ``triangle``: linear from 0.2 at step 0 to 1 at ``peak``, to 0.07 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return _TRIANGLE_START + (1 - _TRIANGLE_START) * step / peak
+        return 1 + (_TRIANGLE_END - 1) * (step - peak) / max(1, total - peak)
+
+    return factor
+
+
 def _scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     if config.lr_schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=config.lr,
+            max_lr=[g["lr"] for g in optimizer.param_groups],  # per group (bias_lr_scale)
             total_steps=total_steps,
             pct_start=max(config.warmup_fraction, 1e-6),
             anneal_strategy="linear",
@@ -331,7 +547,167 @@ def _scheduler(
             final_div_factor=100.0,  # end at lr / 1000
         )
     warmup = round(config.warmup_fraction * total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, warmup))
+    if config.lr_schedule == "triangular":
+        factor = _triangle(total_steps, warmup)
+    else:
+        factor = _warmup_cosine(total_steps, warmup)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _alternating_flip_batches(
+    split: TensorSplit,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    device: torch.device,
+    memory_format: torch.memory_format,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """:meth:`TensorSplit.batches` (``train=True``) with airbench94's alternating flip.
+
+    Shuffle and crop are drawn as there, from the epoch's seed; image ``i`` is flipped in epoch 1
+    when a draw made once from ``seed`` says so, and in every later epoch exactly when it was not
+    flipped in the epoch before (KellerJordan/cifar10-airbench, airbench94.py at 01a2367:
+    ``CifarLoader`` flips all pre-flipped images every other epoch). Every image is thus seen both
+    ways within any two consecutive epochs, which random flips only do half the time.
+    """
+    n, home = len(split), split.device
+    gen = torch.Generator(device=home).manual_seed(_epoch_seed(seed, epoch))
+    order = torch.randperm(n, device=home, generator=gen)
+    first = torch.Generator(device=home).manual_seed(_epoch_seed(seed, 0))  # no epoch is 0
+    flips = torch.randint(0, 2, (n,), device=home, generator=first).bool()
+    if epoch % 2 == 0:
+        flips = ~flips
+    for i in range(split.num_batches(batch_size, train=True)):
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        images, labels = split.images[idx], split.labels[idx]
+        images = random_crop_flip(images, padding=split.padding, flip=False, generator=gen)
+        if split.flip:
+            images = torch.where(flips[idx].view(-1, 1, 1, 1), images.flip(-1), images)
+        if images.device != device:  # uint8 over the bus, as TensorSplit.batches does
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+        yield normalize(images, split.mean, split.std, memory_format=memory_format), labels
+
+
+def _train_batches(
+    train: Split,
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    memory_format: torch.memory_format,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The epoch's training batches: seeded by ``(config.seed, epoch)``, so a resumed run replays them."""
+    if config.flip == "alternating":
+        assert isinstance(train, TensorSplit)  # checked by fit
+        return _alternating_flip_batches(
+            train, config.batch_size, config.seed, epoch, device, memory_format
+        )
+    return train.batches(
+        config.batch_size,
+        train=True,
+        device=device,
+        seed=_epoch_seed(config.seed, epoch),
+        memory_format=memory_format,
+    )
+
+
+def _ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """``multi_avg_fn`` for ``AveragedModel``: lerp float tensors, copy integer ones (BatchNorm's
+    ``num_batches_tracked``, which a weighted average would truncate)."""
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], _: Tensor) -> None:
+        for a, c in zip(averaged, current):
+            if a.is_floating_point():
+                a.lerp_(c, 1 - decay)
+            else:
+                a.copy_(c)
+
+    return update
+
+
+class _EMA:
+    """hlb-CIFAR10's ``NetworkEMA`` (tysam-code/hlb-CIFAR10, main.py at 01603a8): an exponential
+    moving average of the weights and BatchNorm statistics, updated every ``ema_every`` steps with
+    decay ``ema_decay ** ema_every`` once ``ema_start`` of the steps are done, started from the
+    weights of that moment. Held by ``torch.optim.swa_utils.AveragedModel`` (``use_buffers=True``);
+    validation uses it, and the last epoch leaves it in the model."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, total_steps: int) -> None:
+        from torch.optim.swa_utils import AveragedModel
+
+        self.every, self.start = config.ema_every, config.ema_start * total_steps
+        decay = config.ema_decay**config.ema_every
+        self.average = AveragedModel(model, multi_avg_fn=_ema_update(decay), use_buffers=True)
+        self.started = False
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if step > self.start and step % self.every == 0:
+            self.average.update_parameters(model)
+            self.started = True
+
+    def end_epoch(self, model: nn.Module, last: bool) -> None:
+        if last and self.started:
+            model.load_state_dict(self.average.module.state_dict())
+
+    def evaluated(self, model: nn.Module) -> nn.Module:
+        return self.average.module if self.started else model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"average": self.average.state_dict(), "started": self.started}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.average.load_state_dict(state["average"])
+        self.started = bool(state["started"])
+
+
+class _Lookahead:
+    """airbench94's ``LookaheadState`` (KellerJordan/cifar10-airbench, airbench94.py at 01a2367):
+    once ``lookahead_start`` of the steps are done, slow copies of the float weights and BatchNorm
+    statistics start from the trained ones; every ``lookahead_every`` steps after that they move
+    towards them with decay ``lookahead_decay ** lookahead_every * (step / total) ** 3`` and the
+    trained weights are reset to them, and at each epoch's end the trained weights become the slow
+    ones (decay 1)."""
+
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+        self.every, self.start, self.total = (
+            config.lookahead_every,
+            config.lookahead_start * total_steps,
+            total_steps,
+        )
+        self.base = config.lookahead_decay**config.lookahead_every
+        self.slow: dict[str, Tensor] | None = None
+
+    @torch.no_grad()
+    def _update(self, model: nn.Module, decay: float) -> None:
+        assert self.slow is not None
+        state = model.state_dict()
+        for name, slow in self.slow.items():
+            slow.lerp_(state[name], 1 - decay)
+            state[name].copy_(slow)
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if step > self.start and step % self.every == 0:
+            if self.slow is None:
+                self.slow = {
+                    k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()
+                }
+            else:
+                self._update(model, self.base * (step / self.total) ** 3)
+
+    def end_epoch(self, model: nn.Module, last: bool) -> None:
+        if self.slow is not None:
+            self._update(model, 1.0)
+
+    def evaluated(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        slow = state["slow"]
+        self.slow = None if slow is None else {k: v.to(device) for k, v in slow.items()}
 
 
 def _model_memory_format(model: nn.Module) -> torch.memory_format:
@@ -356,7 +732,7 @@ def evaluate(
     Args:
         model: the network; it stays where it is (``device`` defaults to its parameters' device).
         split: e.g. ``data.val`` or ``data.test``.
-        config: supplies ``eval_batch_size``, ``bf16`` (autocast on CUDA) and ``threads``;
+        config: supplies ``eval_batch_size``, ``precision`` (resolved for ``device``) and ``threads``;
             defaults otherwise.
         device: where to evaluate; the model must already be there.
 
@@ -399,13 +775,17 @@ def evaluate(
 
 
 def _load_checkpoint(
-    path: Path, config: TrainConfig, steps_per_epoch: int
+    path: Path, config: TrainConfig, steps_per_epoch: int, precision: str
 ) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT})")
     saved = state["config"]
-    differ = [f for f in _RECIPE_FIELDS if saved.get(f) != getattr(config, f)]
+    defaults = TrainConfig()  # a field the checkpoint predates had its default value
+    differ = [f for f in _RECIPE_FIELDS if saved.get(f, getattr(defaults, f)) != getattr(config, f)]
+    saved_precision = state.get("precision", "fp32")  # older checkpoints: float32 on the CPU
+    if saved_precision != precision:
+        differ.append(f"precision ({saved_precision} saved, {precision} now)")
     if state["steps_per_epoch"] != steps_per_epoch:
         differ.append(f"steps per epoch ({state['steps_per_epoch']} saved, {steps_per_epoch} now)")
     if differ:
@@ -485,14 +865,21 @@ def fit(
     """
     config = config or TrainConfig()
     device = _resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     memory_format = _memory_format(config)
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     check_every = config.finite_check_every or (1 if device.type == "cpu" else 20)
+    if config.flip == "alternating" and not isinstance(data.train, TensorSplit):
+        raise ValueError(
+            "TrainConfig.flip='alternating' needs a TensorSplit training split (CIFAR-sized data), "
+            f"got {type(data.train).__name__}"
+        )
 
     with _run_settings(config, device), torch.random.fork_rng(
         devices=[device] if device.type == "cuda" else []
     ):
         model.to(device=device, memory_format=memory_format)
+        _apply_batchnorm_settings(model, config)
         resident = device.type == "cuda" and config.gpu_resident
         train = data.train.to(device) if resident else data.train
         val = data.val.to(device) if resident and data.val is not None else data.val
@@ -502,15 +889,22 @@ def fit(
         optimizer = _optimizer(model, config)
         scheduler = _scheduler(optimizer, config, config.epochs * steps)
         criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        averager: _EMA | _Lookahead | None = None
+        if config.ema_decay > 0:
+            averager = _EMA(model, config, config.epochs * steps)
+        elif config.lookahead_decay > 0:
+            averager = _Lookahead(config, config.epochs * steps)
 
         history: list[EpochResult] = []
         start = 1
         if resume and checkpoint is not None and checkpoint.exists():
-            state = _load_checkpoint(checkpoint, config, steps)
+            state = _load_checkpoint(checkpoint, config, steps, precision)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            history = [EpochResult(**h) for h in state["history"]]
+            if averager is not None:
+                averager.load_state_dict(state["averager"], device)
+            history = [EpochResult(**{"precision": precision, **h}) for h in state["history"]]
             start = state["epoch"] + 1
         resumed_from = start - 1
 
@@ -518,7 +912,7 @@ def fit(
             torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout etc.; restored on exit
             result = _train_epoch(
                 model, train, val, config, epoch, steps, optimizer, scheduler, criterion,
-                device, memory_format, check_every, on_step,
+                device, memory_format, check_every, on_step, averager, precision,
             )  # fmt: skip
             history.append(result)
             if checkpoint is not None:
@@ -530,8 +924,10 @@ def fit(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
+                        "averager": averager.state_dict() if averager is not None else None,
                         "history": [dataclasses.asdict(h) for h in history],
                         "config": config.to_dict(),
+                        "precision": precision,
                     },
                     checkpoint,
                 )
@@ -545,6 +941,7 @@ def fit(
         val_accuracy=history[-1].val_accuracy if history else math.nan,
         images_per_second=images / seconds if seconds > 0 else math.nan,
         device=str(device),
+        precision=precision,
         resumed_from=resumed_from,
     )
 
@@ -577,6 +974,8 @@ def _train_epoch(
     memory_format: torch.memory_format,
     check_every: int,
     on_step: Callable[[StepProgress], None] | None,
+    averager: _EMA | _Lookahead | None,
+    precision: str,
 ) -> EpochResult:
     model.train()
     losses = torch.zeros(steps, device=device)  # per-step loss, read at the checks only
@@ -585,13 +984,7 @@ def _train_epoch(
     mean_loss = math.nan
     _sync(device)
     start = time.perf_counter()  # training phase: from drawing the first batch ...
-    batches = train.batches(
-        config.batch_size,
-        train=True,
-        device=device,
-        seed=_epoch_seed(config.seed, epoch),
-        memory_format=memory_format,
-    )
+    batches = _train_batches(train, config, epoch, device, memory_format)
     for step, (x, y) in enumerate(batches):
         with _autocast(config, device):
             loss = _training_loss(criterion, model(x), y)
@@ -599,6 +992,8 @@ def _train_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if averager is not None:
+            averager.after_step(model, (epoch - 1) * steps + step + 1)
         losses[step] = loss.detach()
         images += y.shape[0]
         if (step + 1) % check_every == 0 or step + 1 == steps:
@@ -613,10 +1008,14 @@ def _train_epoch(
         if on_step is not None:
             elapsed = time.perf_counter() - start
             on_step(StepProgress(epoch, step + 1, steps, mean_loss, images / max(elapsed, 1e-9)))
+    evaluated = model
+    if averager is not None:
+        averager.end_epoch(model, last=epoch == config.epochs)
+        evaluated = averager.evaluated(model)
     _sync(device)
     train_seconds = time.perf_counter() - start  # ... to the last step done on the device
     val_loss, val_accuracy = (
-        evaluate(model, val, config, device=device) if val is not None else (math.nan, math.nan)
+        evaluate(evaluated, val, config, device=device) if val is not None else (math.nan, math.nan)
     )
     return EpochResult(
         epoch=epoch,
@@ -627,4 +1026,6 @@ def _train_epoch(
         seconds=time.perf_counter() - start,
         train_seconds=train_seconds,
         images=images,
+        precision=precision,
+        averaged=evaluated is not model,
     )

@@ -19,7 +19,7 @@ need neither torch nor Ray.
 
 Example:
     >>> from search import load_space
-    >>> space = load_space("spaces/nin-spatial.yaml", ["search.trials=8"])
+    >>> space = load_space("spaces/nin-spatial.yaml", ["search.trials=8"], check_data=False)
     >>> space.spec.search.trials, space.objectives
     (8, ('val_accuracy', 'flops', 'params'))
 """

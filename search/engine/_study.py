@@ -102,12 +102,16 @@ class RunPlan:
 
     Attributes:
         paths: the run's files.
-        mode: ``"new"`` (no study yet), ``"resume"`` (the study exists, same space) or
-            ``"fresh"`` (a new study beside older ones).
+        mode: ``"new"`` (no study yet), ``"resume"`` (the study exists, same space),
+            ``"fresh"`` (a new study beside older ones), ``"restart"`` (the study exists with another
+            space but holds no finished trial: it is made anew) or ``"differs"`` (a dry run's view of
+            a study made with another space).
+        diff: how the space differs from the existing study's (``key: old -> new``), or None.
     """
 
     paths: RunPaths
     mode: str
+    diff: str | None = None
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -172,10 +176,17 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
     return None
 
 
-def plan_run(space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False) -> RunPlan:
+def plan_run(
+    space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False,
+    refuse: bool = True,
+) -> RunPlan:  # fmt: skip
     """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
 
-    Reads the storage if it exists; writes nothing.
+    A study made with another space that holds no finished trial is simply made anew
+    (``"restart"``): nothing would be lost. Reads the storage if it exists; writes nothing.
+
+    Args:
+        refuse: raise on a changed space (False: a dry run, which reports the difference instead).
 
     Raises:
         SpaceError: the existing study was started with a different space (naming the first
@@ -206,6 +217,11 @@ def plan_run(space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: st
         diff = _diff(old, space.identity()) if old is not None else "the study records no space"
     if diff is None:
         return RunPlan(RunPaths(root, url, study_name), "resume")
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not fresh and not finished:
+        return RunPlan(RunPaths(root, url, study_name), "restart", diff)
+    if not refuse:
+        return RunPlan(RunPaths(root, url, study_name), "differs", diff)
     if not fresh:
         raise SpaceError(
             "",
@@ -215,7 +231,7 @@ def plan_run(space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: st
     n = 2
     while f"{space.name}-{n}" in names:
         n += 1
-    return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh")
+    return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh", diff)
 
 
 def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -232,9 +248,14 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
     opts = dict(s.sampler_options)
     try:
         if s.sampler == "nsga2":
-            opts.setdefault("population_size", max(4, min(50, budget // 4)))
-            opts["population_size"] = max(int(opts["population_size"]), len(space.params.seeds))  # seeds are generation 0
-            return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+            seeds = len(space.params.seeds)
+            if "population_size" not in opts:
+                opts["population_size"] = max(4, min(50, budget // 4), seeds)  # the seeds are generation 0
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, **opts)
+            if sampler.population_size < seeds:
+                raise SpaceError("search.sampler_options", f"nsga2: population_size {sampler.population_size} is smaller "
+                                 f"than the {seeds} seeds, which all belong to generation 0")  # fmt: skip
+            return sampler
         if s.sampler == "tpe":
             return optuna.samplers.TPESampler(seed=seed, **opts)
         if s.sampler == "gp":
@@ -279,6 +300,9 @@ def prepare_study(
     directions = [DIRECTIONS[o] for o in space.objectives]
     info: dict[str, Any] = {"created": False, "recovered": 0, "retry": [], "imported": 0, "checkpoints": set()}
     existing = [s.study_name for s in storage.get_all_studies()]
+    if plan.mode == "restart" and name in existing:  # made with another space, nothing finished: made anew
+        optuna.delete_study(study_name=name, storage=storage)
+        existing.remove(name)
     if name not in existing:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
         space.study_meta(space.name, provenance).write(study)

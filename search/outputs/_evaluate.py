@@ -61,7 +61,7 @@ def evaluate_model(model: Any, data: Any, device: str) -> dict[str, Any]:
 
     from deeproots.training import TrainConfig, evaluate  # noqa: PLC0415
 
-    cfg = TrainConfig(bf16=False)  # full precision: the check against the recorded accuracy is exact on CPU
+    cfg = TrainConfig(precision="fp32")  # full precision: the check against the recorded accuracy is exact on CPU
     model = model.to(device=device, memory_format=torch.channels_last)
     start = time.perf_counter()
     test_loss, test_acc = evaluate(model, data.test, cfg, device=device)

@@ -102,6 +102,7 @@ def run_search(
     estimate: bool = True,
     export: bool = True,
     print_fn: Callable[[Any], None] | None = None,
+    trial_fn: Callable[..., None] | None = None,
 ) -> SearchResult:
     """Run (or resume) the search a space describes; returns when the budget is met or on Ctrl-C.
 
@@ -121,6 +122,8 @@ def run_search(
         estimate: time a batch and print the estimated run time first.
         export: run the export step at the end.
         print_fn: where progress goes (default: a rich console).
+        trial_fn: what a Tune trial runs, ``f(config, ctx)`` (default: :func:`search.runner._trial.train_trial`);
+            the overhead benchmark passes one that trains nothing.
 
     Returns:
         The :class:`SearchResult`.
@@ -138,13 +141,14 @@ def run_search(
     start = time.time()
     out = print_fn or console().print
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = space.with_data()  # no-op when loaded with its data (check_data=True)
     plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh)
     make_sampler(space, space.spec.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
     paths.root.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(paths)
     try:
-        return _run_locked(space, plan, address, estimate, export, out, start)
+        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn)
     finally:
         lock.close()  # releases the lock (the OS releases it too when the process dies)
 
@@ -169,7 +173,7 @@ def _lock_run(paths: RunPaths) -> Any:
 
 def _run_locked(
     space: ResolvedSpace, plan: RunPlan, address: str | None, estimate: bool, export: bool,
-    out: Callable[[Any], None], start: float,
+    out: Callable[[Any], None], start: float, trial_fn: Callable[..., None] | None = None,
 ) -> SearchResult:  # fmt: skip
     import deeproots  # noqa: PLC0415
 
@@ -184,6 +188,8 @@ def _run_locked(
     _write_run_file(paths)
     budget = space.spec.search.trials
 
+    if plan.mode == "restart":
+        out(f"run {space.name!r}: the study held no finished trial and the space changed ({plan.diff}): started anew")
     if info["created"]:
         out(f"run {space.name!r}: new study {paths.study_name!r} in {paths.storage_url}"
             + (f" ({info['imported']} results imported from studies at the same fidelity)" if info["imported"] else ""))  # fmt: skip
@@ -209,7 +215,7 @@ def _run_locked(
     if not searcher.spent and not searcher.exhausted:
         started_ray = _ray_init(address)
         try:
-            result.interrupted = _tune(space, paths, searcher, stopper, study, out, estimate)
+            result.interrupted = _tune(space, paths, searcher, stopper, study, out, estimate, trial_fn)
         finally:
             if started_ray:
                 import ray  # noqa: PLC0415
@@ -228,6 +234,34 @@ def _run_locked(
     if export and not result.interrupted and result.pareto:
         _export_step(paths, out)
     return result
+
+
+def check_resources(space: ResolvedSpace, address: str | None = None) -> None:
+    """Refuse a space whose trials ask for more than the machine (or the cluster at ``address``) has.
+
+    Without this a GPU space on a GPU-less machine waits for ever, its trials PENDING.
+
+    Raises:
+        SpaceError: on ``resources.gpus_per_trial`` or ``resources.cpus_per_trial``, naming the fix.
+    """
+    r = space.spec.resources
+    if address is not None:
+        import ray  # noqa: PLC0415
+
+        _ray_init(address)
+        res = ray.cluster_resources()
+        cpus, gpus, where = float(res.get("CPU", 0)), float(res.get("GPU", 0)), f"the Ray cluster at {address}"
+    else:
+        import torch  # noqa: PLC0415
+
+        cpus, gpus, where = float(os.cpu_count() or 1), float(torch.cuda.device_count()), "this machine"
+    if r.gpus_per_trial > 0 and gpus == 0:
+        hint = "--profile cpu" if "cpu" in space.spec.profiles else "--set resources.gpus_per_trial=0"
+        raise SpaceError("resources.gpus_per_trial", f"{r.gpus_per_trial:g} GPU per trial, but {where} has no GPU; use {hint}")
+    if r.gpus_per_trial > gpus:
+        raise SpaceError("resources.gpus_per_trial", f"{r.gpus_per_trial:g} GPU per trial, but {where} has {gpus:g}")
+    if r.cpus_per_trial > cpus:
+        raise SpaceError("resources.cpus_per_trial", f"{r.cpus_per_trial:g} CPUs per trial, but {where} has {cpus:g}")
 
 
 def _latency_measurer(space: ResolvedSpace, paths: RunPaths) -> Callable[[Any], float]:
@@ -259,7 +293,7 @@ def _latency_measurer(space: ResolvedSpace, paths: RunPaths) -> Callable[[Any], 
 
 def _tune(
     space: ResolvedSpace, paths: RunPaths, searcher: Any, stopper: Any, study: Any,
-    out: Callable[[Any], None], estimate: bool,
+    out: Callable[[Any], None], estimate: bool, trial_fn: Callable[..., None] | None = None,
 ) -> bool:  # fmt: skip
     """Run the Tune experiment; True when it was interrupted."""
     import ray  # noqa: PLC0415
@@ -282,7 +316,8 @@ def _tune(
         checkpoint_dir=str(paths.checkpoint_dir.resolve()), study_name=paths.study_name,
     )  # fmt: skip
     r = space.spec.resources
-    trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(trial_fn or train_trial, ctx=ctx),
+                                    {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})  # fmt: skip
     progress = Progress(searcher, study, list(space.objectives), out)
     tuner = tune.Tuner(
         trainable,

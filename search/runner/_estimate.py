@@ -72,7 +72,7 @@ def estimate_time(space: ResolvedSpace, concurrency: int, budget: int | None = N
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         x = torch.randn(batch, *pspace.input_size, device=device).to(memory_format=fmt)
         y = torch.randint(0, pspace.num_classes, (batch,), device=device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda and cfg.bf16 else _null()
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else _null()
 
         def step() -> None:
             with autocast:
@@ -129,7 +129,7 @@ def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print
     Example:
         >>> from search import load_space, dry_run
         >>> from search.engine._study import plan_run
-        >>> space = load_space("spaces/nin-spatial.yaml")
+        >>> space = load_space("spaces/nin-spatial.yaml", check_data=False)
         >>> info = dry_run(space, plan_run(space), estimate=False, print_fn=lambda *_: None)
         >>> info["size"]
         36
@@ -186,8 +186,12 @@ def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print
         f"batch {trainer.batch_size}")  # fmt: skip
     r = spec.resources
     out(f"per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU" + (f", at most {r.max_concurrent} at once" if r.max_concurrent else ""))
-    verb = {"new": "would start", "resume": "would resume", "fresh": "would start a new study in"}[plan.mode]
+    verb = {"new": "would start", "resume": "would resume", "fresh": "would start a new study in",
+            "restart": "would start anew (the study holds no finished trial)", "differs": "exists with another space:"}[plan.mode]  # fmt: skip
     out(f"run: {verb} {plan.paths.root}/ (study {plan.paths.study_name!r} in {plan.paths.storage_url})")
+    if plan.diff:
+        out(f"  the space differs from the study's: {plan.diff}"
+            + ("; a run would refuse it (--fresh for a new study, --name for a new run)" if plan.mode == "differs" else ""))  # fmt: skip
     info: dict[str, Any] = {"size": size, "flops": (fmin, fmax), "params": (pmin, pmax), "seeds": seed_costs}
     if estimate:
         import torch  # noqa: PLC0415

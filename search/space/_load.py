@@ -19,7 +19,7 @@ from ._schema import SearchSpace, SpaceError
 if TYPE_CHECKING:
     from ._resolve import ResolvedSpace
 
-__all__ = ["load_space", "read_space", "parse_override", "apply_override"]
+__all__ = ["load_space", "read_space", "profile_names", "parse_override", "apply_override"]
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -153,25 +153,78 @@ def _read_document(path: str | Path | dict[str, Any]) -> tuple[dict[str, Any], s
     return doc, p.name.removesuffix(".yaml").removesuffix(".yml")
 
 
+def _validate(doc: dict[str, Any]) -> SearchSpace:
+    try:
+        return SearchSpace.model_validate(doc)
+    except ValidationError as e:
+        raise _format_validation_error(e) from None
+
+
+def _apply_profile(doc: dict[str, Any], profiles: Any, profile: str) -> None:
+    """Apply profile ``profile`` (``{"key.path": value}``) to ``doc`` in place."""
+    if not isinstance(profiles, dict) or profile not in profiles:
+        names = ", ".join(profiles) if isinstance(profiles, dict) and profiles else "none"
+        raise SpaceError("--profile", f"the space has no profile {profile!r}; its profiles: {names}")
+    items = profiles[profile]
+    if not isinstance(items, dict):
+        raise SpaceError(f"profiles.{profile}", "must be a mapping of key.path: value (as --set takes them)")
+    for key, value in items.items():
+        parts = str(key).split(".")
+        if any(not p for p in parts) or parts[0] == "profiles":
+            raise SpaceError(f"profiles.{profile}", f"malformed key {key!r}")
+        try:
+            apply_override(doc, parts, value)
+        except SpaceError as e:
+            raise SpaceError(f"profiles.{profile}.{key}", str(e)) from None
+
+
+def profile_names(path: str | Path | dict[str, Any]) -> list[str]:
+    """The hardware profiles a space file defines (``profiles:`` keys), without validating it.
+
+    Raises:
+        SpaceError: the file cannot be read.
+    """
+    doc, _ = _read_document(path)
+    profiles = doc.get("profiles")
+    return list(profiles) if isinstance(profiles, dict) else []
+
+
 def read_space(
-    path: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = (), *, name: str | None = None
+    path: str | Path | dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    name: str | None = None,
+    profile: str | None = None,
 ) -> SearchSpace:
-    """The file with ``--set`` overrides applied, validated against the schema only (no torch).
+    """The file with a hardware profile and ``--set`` overrides applied, validated against the schema only.
+
+    Precedence: the file < the profile < ``--set``. Every profile of the file is validated (applied
+    to the file and checked like ``--set``), so a typo in the profile not chosen today is found too.
+    No torch is imported.
 
     Raises:
         SpaceError: one line naming the key and what is allowed.
     """
     doc, default_name = _read_document(path)
+    profiles = doc.get("profiles") or {}
+    if isinstance(profiles, dict):
+        for other in profiles:
+            trial_doc = json.loads(json.dumps(doc))
+            _apply_profile(trial_doc, profiles, other)
+            trial_doc.setdefault("name", default_name)
+            try:
+                _validate(trial_doc)
+            except SpaceError as e:
+                raise SpaceError(f"profiles.{other}", str(e)) from None
+    if profile is not None:
+        _apply_profile(doc, profiles, profile)
     for item in overrides:
         parts, value = parse_override(item)
         apply_override(doc, parts, value)
     if name is not None:
         doc["name"] = name
     doc.setdefault("name", default_name)
-    try:
-        return SearchSpace.model_validate(doc)
-    except ValidationError as e:
-        raise _format_validation_error(e) from None
+    return _validate(doc)
 
 
 def load_space(
@@ -180,8 +233,9 @@ def load_space(
     *,
     name: str | None = None,
     check_data: bool = True,
+    profile: str | None = None,
 ) -> ResolvedSpace:
-    """Read a space file (or a dict), apply ``--set`` overrides, validate it and resolve it once.
+    """Read a space file (or a dict), apply a profile and ``--set`` overrides, validate it and resolve it once.
 
     Validation covers the file's types and values, and everything the model registry, the data
     description and the trainer config can check without training: layer names and group counts,
@@ -193,7 +247,9 @@ def load_space(
         overrides: ``"key.path=value"`` items (values parsed as YAML: ``3``, ``[1, 2]``, ``null``);
             list entries by index (``groups.0.choices=[1,2]``).
         name: the run name; default: the file's ``name`` key, else the file name without ``.yaml``.
-        check_data: check that the data folder exists (a dry run describes a space without it).
+        check_data: the data must be at hand (CIFAR-10 is downloaded if need be); False describes
+            a space without its data (a dry run).
+        profile: a hardware profile of the file (``profiles:``) to apply before the overrides.
 
     Returns:
         The :class:`search.space.ResolvedSpace`.
@@ -203,10 +259,10 @@ def load_space(
 
     Example:
         >>> from search import load_space
-        >>> load_space("spaces/nin.yaml", ["search.sampler=tpe"]).spec.search.sampler
+        >>> load_space("spaces/nin.yaml", ["search.sampler=tpe"], check_data=False).spec.search.sampler
         'tpe'
     """
-    spec = read_space(path, overrides, name=name)
+    spec = read_space(path, overrides, name=name, profile=profile)
     from ._resolve import resolve  # noqa: PLC0415 (imports torch and deeproots: after the schema)
 
-    return resolve(spec, check_data=check_data)
+    return resolve(spec, check_data=check_data, profile=profile)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..engine.record import StudyMeta
@@ -48,10 +48,11 @@ class ResolvedSpace:
         data: data-set facts as far as known before loading (name, image counts, classes).
         costs: exact per-layer cost table of the architecture at ``input_size``
             (:class:`deeproots.CostTable`): FLOPs and parameters of any schedule without a model.
+        profile: the hardware profile applied (``profiles:`` of the file), or None.
 
     Example:
         >>> from search import load_space
-        >>> space = load_space("spaces/nin-spatial.yaml", ["search.trials=4"])
+        >>> space = load_space("spaces/nin-spatial.yaml", ["search.trials=4"], check_data=False)
         >>> space.params.size, space.input_size, space.train.epochs
         (36, (3, 32, 32), 15)
     """
@@ -63,6 +64,7 @@ class ResolvedSpace:
     num_classes: int
     data: dict[str, Any]
     costs: CostTable
+    profile: str | None = None
 
     # ------------------------------------------------------------------ shortcuts
     @property
@@ -89,6 +91,29 @@ class ResolvedSpace:
     def measures_latency(self) -> bool:
         """Whether trials measure latency (an objective or a constraint)."""
         return self.spec.measures_latency
+
+    def with_data(self) -> ResolvedSpace:
+        """This space with its data at hand: CIFAR-10 downloaded if no copy is found, the content
+        fingerprint known (the data's identity in a study). Call it once every check that needs no
+        data has passed (the driver does, before Ray starts).
+
+        Raises:
+            SpaceError: on ``data.root`` (or ``data.val_size``/``data.subset``), naming the fix
+                (``data.root``, ``DEEPROOTS_DATA``, a download), when the data cannot be had.
+        """
+        if self.data.get("fingerprint"):
+            return self
+        spec, facts = self.spec, _data_facts(self.spec.data, load=True)
+        params, costs = self.params, self.costs
+        if (facts["input_size"], facts["num_classes"]) != (self.data["input_size"], self.data["num_classes"]):
+            from deeproots import CostTable  # noqa: PLC0415
+
+            params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
+            costs = CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
+        space = dataclasses.replace(self, params=params, costs=costs, input_size=params.input_size,
+                                    num_classes=params.num_classes, data=facts)  # fmt: skip
+        _check_feasible(space)
+        return space
 
     # ------------------------------------------------------------------ cost
     def cost(self, values: dict[str, int]) -> dict[str, int]:
@@ -117,11 +142,20 @@ class ResolvedSpace:
         ``search.trials`` may grow or shrink, and resources may change, between runs.
         """
         d = self.spec.model_dump(mode="json")
-        for key in ("resources", "storage", "description"):
-            d.pop(key)
+        for key in ("resources", "storage", "description", "profiles"):
+            d.pop(key, None)
         d["search"].pop("trials")
         d["trainer"] = self._train_fidelity()  # resolved: a changed TrainConfig default is a changed space
+        d["data"] = self._data_identity(d["data"])
         return d
+
+    def _data_identity(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The ``data:`` block with the folder replaced by the content fingerprint (when known)."""
+        out = dict(data)
+        out.pop("root", None)  # the same images wherever they sit; another copy is another fingerprint
+        if self.data.get("fingerprint"):
+            out["fingerprint"] = self.data["fingerprint"]
+        return out
 
     def fidelity(self) -> dict[str, Any]:
         """What a trained result depends on: model, data, trainer (and the latency protocol).
@@ -130,8 +164,7 @@ class ResolvedSpace:
         at the same fidelity is not trained again).
         """
         d = self.spec.model_dump(mode="json")
-        out: dict[str, Any] = {"model": d["model"], "data": d["data"], "trainer": self._train_fidelity()}
-        out["data"].pop("root")  # the same images wherever they sit
+        out: dict[str, Any] = {"model": d["model"], "data": self._data_identity(d["data"]), "trainer": self._train_fidelity()}
         if self.measures_latency:
             out["latency"] = d["latency"]
         return out
@@ -162,6 +195,11 @@ def _train_config(spec: SearchSpace) -> TrainConfig:
     for key in trainer:
         if key not in fields:
             raise SpaceError(f"trainer.{key}", f"unknown key; allowed: {', '.join(fields)}")
+    for name, items in spec.profiles.items():  # the profiles not in use too: a typo there is found today
+        for key in items:
+            head, _, field = str(key).partition(".")
+            if head == "trainer" and field.split(".")[0] not in fields:
+                raise SpaceError(f"profiles.{name}", f"trainer.{field}: unknown key; allowed: {', '.join(fields)}")
     try:
         cfg = TrainConfig(**trainer)
     except (TypeError, ValueError) as e:
@@ -171,7 +209,23 @@ def _train_config(spec: SearchSpace) -> TrainConfig:
     cpus = max(1, int(spec.resources.cpus_per_trial))
     if cfg.threads is None and spec.resources.gpus_per_trial == 0:
         cfg = dataclasses.replace(cfg, threads=cpus)  # a CPU trial computes on the CPUs it was given
-    return cfg
+    return dataclasses.replace(cfg, precision=_precision(cfg.precision, spec.resources.gpus_per_trial > 0))
+
+
+def _precision(precision: str, gpu: bool) -> str:
+    """``TrainConfig.precision`` resolved once, for the device the trials train on.
+
+    ``auto`` becomes ``bf16`` or ``fp32`` here, so the study records what its results were trained
+    in and a bf16 study never resumes in float32 on another machine. GPU trials on a driver that has
+    no GPU (a cluster's head node) are taken to be on cards that compute bf16 (Ampere and later).
+    """
+    import torch  # noqa: PLC0415
+
+    from deeproots.training import resolve_precision  # noqa: PLC0415
+
+    if gpu and not torch.cuda.is_available():
+        return "bf16" if precision == "auto" else precision
+    return resolve_precision(precision, "cuda" if gpu else "cpu")
 
 
 _DATA_OPTIONS = {
@@ -181,45 +235,55 @@ _DATA_OPTIONS = {
 }
 
 
-def _check_data(data: DataConfig, exists: bool = True) -> None:
+def _data_facts(data: DataConfig, load: bool) -> dict[str, Any]:
+    """What the space's data set holds, from ``deeproots.data.dataset_info`` -- one home for the facts.
+
+    Args:
+        data: the ``data:`` block.
+        load: a run is about to start: the data must be there (CIFAR-10 is downloaded when no copy
+            is found and the network allows); a dry run describes a space without its data.
+
+    Returns:
+        ``name``, ``num_train``, ``num_test``, ``num_classes``, ``input_size`` and, when the data is at
+        hand, ``root`` (the folder found) and ``fingerprint`` (its content: what identifies the data in
+        a study, wherever it sits). Without the data (a dry run): CIFAR-10 as published, no fingerprint.
+
+    Raises:
+        SpaceError: an unknown option, data that cannot be found or is damaged (naming ``data.root``
+            and ``DEEPROOTS_DATA``), or sizes the data cannot hold (naming ``data.val_size`` / ``data.subset``).
+    """
+    from deeproots.data import CIFAR10_PUBLISHED, DataError, dataset_info  # noqa: PLC0415
+
     allowed = _DATA_OPTIONS[data.name]
     for key in data.options:
         if key not in allowed:
             raise SpaceError(f"data.options.{key}", f"unknown option for {data.name}; allowed: {', '.join(sorted(allowed))}")
-    num_train, what = _training_images(data, exists)
-    if num_train is not None:
-        check_data_sizes(data, num_train, what)
-
-
-def _training_images(data: DataConfig, exists: bool) -> tuple[int | None, str]:
-    """(training images, how to name the data) of the space's data set, without decoding it.
-
-    Counted in the copy when it is at hand (``deeproots.data.dataset_info``; ``exists``), else
-    CIFAR-10 as published (a copy that is absent now is downloaded by the trials), else unknown.
-    A copy that cannot be used (a missing root, a damaged file) is a SpaceError on ``data.root``.
-    """
-    from deeproots.data import CIFAR10_PUBLISHED, DataError, dataset_info  # noqa: PLC0415
-
+    facts: dict[str, Any]
+    if data.root is not None and not Path(data.root).expanduser().is_dir():
+        raise SpaceError("data.root", f"{data.root} is not a folder (it should hold {'cifar-10-batches-py' if data.name == 'cifar10' else 'train/ and val/'})")
     try:
-        if data.name == "synthetic":
-            info = dataset_info("synthetic", **data.options)
-            return info.num_train, "synthetic"
-        if exists:
-            try:
-                info = dataset_info(data.name, data.root, download=False, **data.options)
-                return info.num_train, f"{data.name} in {info.root}"
-            except DataError as e:
-                if not (data.name == "cifar10" and data.root is None and e.key == "root"):
-                    raise SpaceError("data.root", str(e)) from None
-    except SpaceError:
-        raise
+        info = dataset_info(data.name, data.root, download=load, **data.options)
+        facts = {"name": info.name, "num_train": info.num_train, "num_test": info.num_test,
+                 "num_classes": info.num_classes, "input_size": list(info.input_size), "root": info.root,
+                 "fingerprint": info.fingerprint}  # fmt: skip
+        what = f"{data.name} in {info.root}" if info.root else data.name
     except DataError as e:
-        raise SpaceError(f"data.{e.key}" if e.key else "data", str(e)) from None
+        if load:
+            raise SpaceError(f"data.{e.key}" if e.key else "data.root", str(e)) from None
+        # not fetching the data yet (a dry run, or checks before the download): the published facts
+        if data.name == "cifar10":
+            facts = {"name": "cifar10", **{k: CIFAR10_PUBLISHED[k] for k in ("num_train", "num_test", "num_classes")},
+                     "input_size": list(CIFAR10_PUBLISHED["input_size"]), "root": None, "fingerprint": None}  # fmt: skip
+        else:  # an ImageFolder not at hand: the geometry its options give; classes from model.num_classes
+            size = int(data.options.get("image_size", 224))
+            facts = {"name": data.name, "num_train": None, "num_test": None, "num_classes": None,
+                     "input_size": [3, size, size], "root": None, "fingerprint": None}  # fmt: skip
+        what = "CIFAR-10" if data.name == "cifar10" else data.name
     except ValueError as e:  # an option's value (num_train: -1, image_size: 4)
         raise SpaceError("data.options", str(e).splitlines()[0]) from None
-    if data.name == "cifar10":
-        return CIFAR10_PUBLISHED["num_train"], "CIFAR-10"
-    return None, data.name
+    if facts["num_train"] is not None:
+        check_data_sizes(data, facts["num_train"], what)
+    return facts
 
 
 def check_data_sizes(data: DataConfig, num_train: int, what: str = "the data set") -> None:
@@ -236,21 +300,6 @@ def check_data_sizes(data: DataConfig, num_train: int, what: str = "the data set
         raise SpaceError(f"data.{e.key}", str(e)) from None
 
 
-def _data_facts(data: DataConfig) -> dict[str, Any]:
-    """Image counts, classes and geometry of the data, as far as known without loading it."""
-    if data.name == "cifar10":
-        return {"name": "cifar10", "num_train": 50_000, "num_test": 10_000, "num_classes": 10, "input_size": [3, 32, 32]}
-    if data.name == "synthetic":
-        o = data.options
-        return {"name": "synthetic", "num_train": int(o.get("num_train", 2000)), "num_test": int(o.get("num_test", 500)),
-                "num_classes": int(o.get("num_classes", 10)), "input_size": list(o.get("input_size", (3, 32, 32)))}  # fmt: skip
-    size = int(data.options.get("image_size", 224))
-    root = Path(data.root or ".").expanduser() / "train"
-    classes = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else None
-    files = sum(1 for p in root.rglob("*") if p.is_file()) if root.is_dir() else None
-    return {"name": "imagefolder", "num_train": files, "num_test": None, "num_classes": classes, "input_size": [3, size, size]}
-
-
 def _check_storage(url: str | None) -> None:
     if url is None:
         return
@@ -263,28 +312,30 @@ def _check_storage(url: str | None) -> None:
         raise SpaceError("storage", f"not an SQLAlchemy URL: {url!r} (e.g. sqlite:///path/study.db, postgresql://user@host/db)") from None
 
 
-def resolve(spec: SearchSpace, *, check_data: bool = True) -> ResolvedSpace:
+def resolve(spec: SearchSpace, *, check_data: bool = True, profile: str | None = None) -> ResolvedSpace:
     """Check ``spec`` against the domain and resolve it into a :class:`ResolvedSpace`.
 
     Args:
         spec: a schema-valid space (:func:`search.space.read_space`).
-        check_data: check that the data folder exists (a dry run describes a space without it).
+        check_data: the data must be at hand (CIFAR-10 is downloaded if need be); False describes
+            a space without its data (a dry run).
+        profile: the hardware profile ``spec`` was read with (recorded, not applied here).
 
     Raises:
         SpaceError: an unknown trainer key or bad value, bad data options or folder, an unknown
             architecture, a rule that matches no layer, choices no selected layer accepts, a seed
             outside the space, a malformed storage URL -- one line naming the key.
     """
-    train = _train_config(spec)
-    _check_data(spec.data, exists=check_data)
-    facts = _data_facts(spec.data)
-    params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
-    _check_storage(spec.storage)
     from deeproots import CostTable  # noqa: PLC0415
 
+    train = _train_config(spec)
+    facts = _data_facts(spec.data, load=False)  # the copy at hand, else the published facts: no download yet
+    params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
+    _check_storage(spec.storage)
     costs = CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
-    space = ResolvedSpace(spec, params, train, params.input_size, params.num_classes, facts, costs)
+    space = ResolvedSpace(spec, params, train, params.input_size, params.num_classes, facts, costs, profile)
     _check_feasible(space)
+    return space.with_data() if check_data else space
     return space
 
 

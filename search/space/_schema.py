@@ -126,7 +126,7 @@ class SearchSpace(_Strict):
 
     Example:
         >>> from search import load_space
-        >>> space = load_space("spaces/nin-spatial.yaml", ["search.trials=4"])
+        >>> space = load_space("spaces/nin-spatial.yaml", ["search.trials=4"], check_data=False)
         >>> space.spec.search.trials, space.spec.model.arch
         (4, 'nin')
     """
@@ -145,6 +145,7 @@ class SearchSpace(_Strict):
     search: SearchConfig
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     storage: str | None = None  # SQLAlchemy URL; None: sqlite:///runs/<name>/study.db
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> {"key.path": value}: hardware profiles
 
     @field_validator("objectives")
     @classmethod

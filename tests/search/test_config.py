@@ -26,7 +26,7 @@ def test_shipped_spaces_validate(path: Path) -> None:
 
 
 def test_nin_space_searches_every_conv() -> None:
-    p = load_space(ROOT / "spaces/nin.yaml").params
+    p = load_space(ROOT / "spaces/nin.yaml", check_data=False).params
     searched = {layer for param in p.params for layer in param.layers}
     # conv1a (3 input channels) can only take 1 group: fixed, everything else searched.
     assert searched == {f"conv{i}{c}" for i in (1, 2, 3) for c in "abc"} - {"conv1a"}
@@ -36,13 +36,13 @@ def test_nin_space_searches_every_conv() -> None:
 
 
 def test_nin_spatial_is_the_papers_space() -> None:
-    p = load_space(ROOT / "spaces/nin-spatial.yaml").params
+    p = load_space(ROOT / "spaces/nin-spatial.yaml", check_data=False).params
     assert [q.name for q in p.params] == ["conv2a", "conv3a"]
     assert p.size == 36 and p.enumerable
 
 
 def test_per_stage_and_per_block_shorthands() -> None:
-    per_stage = load_space(ROOT / "spaces/resnet50-cifar.yaml").params
+    per_stage = load_space(ROOT / "spaces/resnet50-cifar.yaml", check_data=False).params
     assert [q.name for q in per_stage.params] == ["layer1", "layer2", "layer3", "layer4"]
     assert [len(q.layers) for q in per_stage.params] == [3, 4, 6, 3]
     per_block = load_space(ROOT / "spaces/resnet50.yaml", check_data=False).params
@@ -89,7 +89,7 @@ def test_schedule_round_trip_through_ordered_indices() -> None:
 
 def test_overrides_are_parsed_as_yaml_and_validated() -> None:
     space = load_space(ROOT / "spaces/nin.yaml", ["search.trials=7", "groups.0.choices=[1, 2]", "trainer.lr=0.05",
-                                                 "constraints.max_flops=2e8", "data.subset=null"])  # fmt: skip
+                                                 "constraints.max_flops=2e8", "data.subset=null"], check_data=False)  # fmt: skip
     assert space.spec.search.trials == 7
     assert space.spec.groups[0].choices == [1, 2]
     assert space.spec.trainer["lr"] == 0.05
@@ -114,7 +114,7 @@ def test_overrides_are_parsed_as_yaml_and_validated() -> None:
         ("data.name=mnist", "data.name"),
         ("data.root=/does/not/exist", "data.root"),
         ("data.val_size=60000", "data.val_size"),
-        ("data.subset=45001", "data.subset"),
+        ("data.subset=49001", "data.subset"),  # the cpu profile's 1,000 validation images leave 49,000
         ("storage=not-a-url", "storage"),
         ("search.sampler_options={population_size: 1}", "search.sampler_options"),
         ("resources.gpus_per_trial=-1", "resources.gpus_per_trial"),
@@ -184,7 +184,7 @@ def test_cli_process_exit_status_and_single_line(tmp_path: Path) -> None:
 
 def test_dry_run_describes_without_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main([str(ROOT / "spaces/nin-spatial.yaml"), "--dry-run", "--set", "trainer.epochs=1",
+    assert main([str(ROOT / "spaces/nin-spatial.yaml"), "--dry-run", "--profile", "gpu", "--set", "trainer.epochs=1",
                  "--set", "data.subset=1000"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "distinct schedules: 36" in out
@@ -240,8 +240,15 @@ def test_a_copy_at_data_root_is_counted_and_checked(tmp_path: Path, monkeypatch)
 
 def test_space_error_names_key() -> None:
     with pytest.raises(SpaceError) as e:
-        load_space(tiny(search={"sampler": "random", "trials": 2, "asha": {"reduction_factor": 1}}))
-    assert e.value.key == "search.asha.reduction_factor"
+        load_space(tiny(search={"sampler": "random", "trials": 2, "reduction_factor": 1}))
+    assert e.value.key == "search.reduction_factor"
+
+
+def test_the_old_asha_key_names_its_replacement() -> None:
+    with pytest.raises(SpaceError) as e:
+        load_space(tiny(search={"sampler": "random", "trials": 2, "asha": {"enabled": True}}))
+    assert e.value.key == "search" and "search.early_stopping: none | asha | moasha" in str(e.value)
+    assert "got" not in str(e.value)  # no dump of the input
 
 
 def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
@@ -258,3 +265,44 @@ def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
             run_search(space, runs_dir=tmp_path, estimate=False, export=False, print_fn=lambda _: None)
     finally:
         held.close()
+
+
+def test_the_profile_is_chosen_by_the_hardware_and_said_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert main([str(ROOT / "spaces/nin.yaml"), "--dry-run", "--no-estimate"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "profile cpu: this machine has no GPU (--profile gpu for the other one)"
+    assert "search: nsga2, seed 0, no early stopping; budget 12 x 2 = 24 epochs" in out
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main([str(ROOT / "spaces/nin.yaml"), "--dry-run", "--no-estimate"]) == 0
+    assert capsys.readouterr().out.startswith("profile gpu: this machine has 1 GPU(s)")
+
+
+def test_a_gpu_profile_on_a_machine_without_gpu_is_one_line_naming_the_cpu_profile(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("DEEPROOTS_CACHE", str(tmp_path / "cache"))
+    assert main([str(ROOT / "spaces/nin.yaml"), "--profile", "gpu", "--no-estimate"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: resources.gpus_per_trial: 0.25 GPU per trial, but this machine has no GPU; use --profile cpu\n"
+    assert list(tmp_path.iterdir()) == [tmp_path / "cache"] or list(tmp_path.iterdir()) == []  # no run folder
+    assert main([str(ROOT / "spaces/nin.yaml"), "--profile", "tpu"]) == 2
+    assert "--profile: the space has no profile 'tpu'; its profiles: gpu, cpu" in capsys.readouterr().err
+
+
+def test_profiles_are_validated_and_the_unused_one_is_not_identity(tmp_path: Path) -> None:
+    doc = tiny(profiles={"cpu": {"trainer.epochs": 1}, "gpu": {"trainer.epochs": 3, "resources.gpus_per_trial": 0.5}})
+    a = load_space(doc, profile="cpu")
+    doc["profiles"]["gpu"]["trainer.epochs"] = 4  # editing the profile not in use
+    b = load_space(doc, profile="cpu")
+    assert a.identity() == b.identity() and a.train.epochs == 1 and a.profile == "cpu"
+    assert load_space(doc, ["trainer.epochs=2"], profile="gpu").train.epochs == 2  # --set wins over the profile
+    doc["profiles"]["gpu"]["trainer.epochz"] = 2
+    with pytest.raises(SpaceError) as e:
+        load_space(doc, profile="cpu")
+    assert e.value.key == "profiles.gpu" and "trainer.epochz" in str(e.value)

@@ -63,8 +63,11 @@ def test_a_study_of_an_older_record_version_is_refused_naming_fresh(tmp_path: Pa
     url = f"sqlite:///{tmp_path}/study.db"
     study = optuna.create_study(study_name="tiny", storage=url, directions=["maximize", "minimize", "minimize"])
     study.set_user_attr("identity", space.identity())  # what deeproots 0.1 wrote: no record_version
+    assert plan_run(space, runs_dir=tmp_path, storage=url).mode == "restart"  # nothing finished: nothing to lose
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0, 1.0]))
     with pytest.raises(SpaceError, match="--fresh"):
         plan_run(space, runs_dir=tmp_path, storage=url)
+    assert plan_run(space, runs_dir=tmp_path, storage=url, refuse=False).mode == "differs"  # a dry run reports it
     assert plan_run(space, runs_dir=tmp_path, storage=url, fresh=True).paths.study_name == "tiny-2"
 
 
@@ -144,3 +147,22 @@ def test_a_constrained_study_exports(tmp_path: Path) -> None:
     result = export_run(run, dashboard=False, test=False, print_fn=lambda *_: None)
     assert result.configs and all(c.objectives["params"] <= 6.0e5 for c in result.configs)
     assert (run / "export" / "hypervolume.png").is_file()
+
+
+def test_the_datas_identity_is_its_content_not_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from search import load_space
+    from tests.deeproots.test_data import _write_cifar
+    from tests.search.test_config import _with_data
+
+    monkeypatch.setenv("DEEPROOTS_CACHE", str(tmp_path / "cache"))
+    _write_cifar(tmp_path / "a" / "cifar-10-batches-py")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    a = load_space(_with_data({"name": "cifar10", "root": str(tmp_path / "a"), "val_size": 20}))
+    b = load_space(_with_data({"name": "cifar10", "root": str(tmp_path / "b"), "val_size": 20}))
+    assert a.data["fingerprint"] and a.data["fingerprint"] == b.data["fingerprint"]
+    assert a.identity() == b.identity() and a.fidelity_key() == b.fidelity_key()  # another copy: resume
+    (tmp_path / "b" / "cifar-10-batches-py" / "test_batch").write_bytes((tmp_path / "a" / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    c = load_space(_with_data({"name": "cifar10", "root": str(tmp_path / "b"), "val_size": 20}))
+    assert c.data["fingerprint"] != a.data["fingerprint"] and c.identity() != a.identity()  # other images: not
