@@ -5,9 +5,10 @@ Example:
     python -m search.run spaces/nin-spatial.yaml --dry-run
     optuna-dashboard sqlite:///runs/nin/study.db
 
-Exit status: 0 done (or dry run), 1 a runtime error, 2 an invalid space, override or option (one
-line on stderr, nothing written), 130 stopped by Ctrl-C (everything finished so far is kept;
-rerunning the same command resumes).
+Exit status: 0 done (or dry run), 1 a runtime error (or the search stopped itself: trials failing
+the same way, a region of constraint breaches -- the reason is printed), 2 an invalid space,
+override, option or data (one line on stderr, nothing written), 130 stopped by Ctrl-C (everything
+finished so far is kept; rerunning the same command resumes).
 """
 
 from __future__ import annotations
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped (Ctrl-C); rerun the same command to resume", file=sys.stderr)
         return 130
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    return 1 if result.stop_reason else 0
 
 
 if __name__ == "__main__":

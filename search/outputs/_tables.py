@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from .._text import format_count
 from ..engine.record import TrialView
 
-__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts"]
+__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts", "stopped_at_rungs"]
 
 
 def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -59,6 +59,14 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
             if t.state not in (TrialState.RUNNING, TrialState.WAITING)
         )
     )
+
+
+def stopped_at_rungs(study: optuna.Study) -> dict[int, int]:
+    """Epoch -> how many schedules early stopping ended after that many epochs."""
+    from ..engine.record import Outcome  # noqa: PLC0415
+
+    views = (TrialView(t) for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    return dict(Counter(len(v.accuracy_per_epoch) for v in views if v.outcome == Outcome.EARLY_STOPPED))
 
 
 def _fmt(name: str, value: Any) -> str:

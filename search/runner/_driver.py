@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._text import duration
 from ..engine._study import RunPaths, RunPlan, make_sampler, open_storage, plan_run, prepare_study
 from ..space._schema import SpaceError
-from ..outputs._tables import outcome_counts, pareto_rows, pareto_table, state_counts
+from ..outputs._tables import outcome_counts, pareto_rows, pareto_table, state_counts, stopped_at_rungs
 from ._estimate import concurrency, console, estimate_time
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class SearchResult:
         counted: distinct schedules that spent the budget (trained to the end or stopped early).
         epochs_spent: epochs of the budget spent.
         stop_reason: why the search stopped before its budget (a failure streak...), or None.
+        stopped_at: epoch -> schedules stopped early after that many epochs (the rungs).
         space_size: distinct schedules in the space.
         exhausted: the space had fewer schedules than the budget and all were evaluated.
         interrupted: stopped by Ctrl-C.
@@ -55,6 +56,7 @@ class SearchResult:
     counted: int = 0
     epochs_spent: int = 0
     stop_reason: str | None = None
+    stopped_at: dict[int, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -229,6 +231,7 @@ def _run_locked(
     result.wall_seconds = time.time() - start
     result.states = state_counts(study)
     result.outcomes = outcome_counts(study)
+    result.stopped_at = stopped_at_rungs(study)
     result.pareto = pareto_rows(study)
     _summary(result, space, searcher, out)
     if export and not result.interrupted and result.pareto:
@@ -353,8 +356,9 @@ def _tune(
 
 def _summary(result: SearchResult, space: ResolvedSpace, searcher: Any, out: Callable[[Any], None]) -> None:
     out("")
+    at = ", ".join(f"{n} after epoch {e}" for e, n in sorted(result.stopped_at.items()))
     spent = (f"{result.epochs_spent:,} of {searcher.budget_epochs:,} epochs spent: {result.evaluated} schedule(s) "
-             f"trained to the end, {result.counted - result.evaluated} stopped early; "
+             f"trained to the end, {result.counted - result.evaluated} stopped early{f' ({at})' if at else ''}; "
              f"{searcher.infeasible} infeasible and {searcher.duplicates} duplicate proposal(s) answered without training")  # fmt: skip
     if result.interrupted:
         out(f"stopped: {spent}; rerun the same command to resume")
