@@ -95,6 +95,22 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
+    joined = _ray_running()
+    try:
+        return _run(args)
+    finally:
+        if not joined and _ray_running():  # Ray joined or started here (checks, the search): leave it as found
+            import ray  # noqa: PLC0415
+
+            ray.shutdown()
+
+
+def _ray_running() -> bool:
+    """Whether this process is connected to Ray (without importing Ray when nothing has)."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         from .space._load import profile_names, read_space  # noqa: PLC0415
 
