@@ -12,7 +12,7 @@ The package is laid out by job::
     search/engine/    the run record, the study and samplers, the Tune searcher and scheduler
     search/runner/    the driver and the trial a worker runs
     search/outputs/   export, figures, reports, console tables
-    search/run.py, search/export.py   the command lines
+    search/run.py, search/export.py, search/fidelity.py   the command lines
 
 Names are imported on first use (PEP 562), so ``python -m search.run --help`` and a schema error
 need neither torch nor Ray.
@@ -58,6 +58,8 @@ _EXPORTS = {
     "RankAgreement": "search.engine.noise",
     "rank_agreement": "search.engine.noise",
     "run_search": "search.runner._driver",
+    "check_fidelity": "search.runner._fidelity",
+    "FidelityReport": "search.runner._fidelity",
     "SearchResult": "search.runner._driver",
     "dry_run": "search.runner._estimate",
     "estimate_time": "search.runner._estimate",

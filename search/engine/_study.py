@@ -178,7 +178,7 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
 
 def plan_run(
     space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False,
-    refuse: bool = True,
+    refuse: bool = True, study: str | None = None,
 ) -> RunPlan:  # fmt: skip
     """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
 
@@ -187,6 +187,8 @@ def plan_run(
 
     Args:
         refuse: raise on a changed space (False: a dry run, which reports the difference instead).
+        study: a study of the run's storage other than the run's own (``run.json`` is then not
+            read); ``fresh`` numbers it ``<study>-2``, ``-3`` ... (the fidelity check's studies).
 
     Raises:
         SpaceError: the existing study was started with a different space (naming the first
@@ -195,8 +197,8 @@ def plan_run(
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
     run_file = root / "run.json"
-    study_name = space.name
-    if run_file.exists():
+    study_name = study or space.name
+    if study is None and run_file.exists():
         try:
             recorded = json.loads(run_file.read_text())
             if recorded.get("storage") == url:
@@ -228,10 +230,11 @@ def plan_run(
             f"run {space.name!r} (study {study_name!r} in {url}) was started with a different space ({diff}); "
             f"pass --fresh for a new study, or --name for a new run",
         )
+    base = study or space.name
     n = 2
-    while f"{space.name}-{n}" in names:
+    while f"{base}-{n}" in names:
         n += 1
-    return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh", diff)
+    return RunPlan(RunPaths(root, url, f"{base}-{n}"), "fresh", diff)
 
 
 def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
