@@ -197,7 +197,8 @@ def plan_run(
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
     run_file = root / "run.json"
-    study_name = study or space.name
+    base = study or space.name  # (``study`` is reused below for the loaded study)
+    study_name = base
     if study is None and run_file.exists():
         try:
             recorded = json.loads(run_file.read_text())
@@ -230,7 +231,6 @@ def plan_run(
             f"run {space.name!r} (study {study_name!r} in {url}) was started with a different space ({diff}); "
             f"pass --fresh for a new study, or --name for a new run",
         )
-    base = study or space.name
     n = 2
     while f"{base}-{n}" in names:
         n += 1

@@ -93,6 +93,23 @@ def test_check_stores_its_results_and_a_later_search_imports_them(ray_session: A
         **seed0.accuracy, trained[0].user_attrs["schedule_id"]: trained[0].values[0]}  # fmt: skip
 
 
+def test_a_fidelity_study_made_with_another_sample_gets_a_numbered_sibling(tmp_path: Path) -> None:
+    from search.engine._study import plan_run
+
+    space = load_space(tiny())
+    name = fidelity_study(space)
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name=name, storage=url, directions=["maximize", "minimize", "minimize"])
+    other = load_space(tiny(seeds=["root-4"]))  # another sample: another identity, the same fidelity
+    other.study_meta("tiny", {}).write(study)
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0, 1.0]))
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "run.json").write_text(json.dumps({"storage": url, "study_name": "tiny"}))
+    plan = plan_run(space, runs_dir=tmp_path, storage=url, fresh=True, study=name)
+    assert (plan.mode, plan.paths.study_name) == ("fresh", f"{name}-2")
+    assert plan_run(space, runs_dir=tmp_path, storage=url).paths.study_name == "tiny"  # the run's own: from run.json
+
+
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "search.fidelity", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
