@@ -344,7 +344,7 @@ def check_fidelity(
     d = space.spec.data
     out(f"fidelity check of {space.name}{f' (profile {space.profile})' if space.profile else ''}: {len(sample)} schedules "
         f"({n_seeds} paper seeds + {len(sample) - n_seeds} drawn at random, sample seed {sample_seed}); training seeds "
-        f"{', '.join(str(base_seed + k) for k in range(seeds))}; {d.subset or 'all'} training images, {d.val_size:,} "
+        f"{', '.join(str(base_seed + k) for k in range(seeds))}; {f'{d.subset:,}' if d.subset else 'all'} training images, {d.val_size:,} "
         f"validation images, {space.train.epochs} epoch(s); storage {url}")  # fmt: skip
     against_label = " ".join(against) if against else None
 

@@ -86,6 +86,8 @@ def test_check_stores_its_results_and_a_later_search_imports_them(ray_session: A
     assert all(t.user_attrs["imported_from"].startswith(seed0.study + "#") for t in imported.values())
     trained = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.EVALUATED]
     assert len(trained) == 1 and trained[0].user_attrs["schedule_id"] not in ids  # the seed orig was not retrained
+    acc = trained[0].values[0]
+    assert trained[0].user_attrs["val_accuracy_se"] == pytest.approx((acc * (1 - acc) / 64) ** 0.5)  # recorded per trial
     assert json.loads((runs / "tiny" / "run.json").read_text())["study_name"] == "tiny"
     # ... and the weights of an imported result are found relative to the run folder
     assert all((result.paths.root / t.user_attrs["weights"]).is_file() for t in imported.values())
