@@ -10,6 +10,7 @@ every result the older studies hold at the same fidelity added to it (untrained,
 from __future__ import annotations
 
 import json
+import warnings
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,7 +261,11 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
                                  f"than the {seeds} seeds, which all belong to generation 0")  # fmt: skip
             return sampler
         if s.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, **opts)
+            opts.setdefault("multivariate", True)  # the group counts of a schedule act together
+            opts.setdefault("constant_liar", True)  # trials run at once: do not propose what is running
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=seed, **opts)
         if s.sampler == "gp":
             try:
                 import scipy  # noqa: F401, PLC0415
