@@ -85,6 +85,7 @@ class FidelityReport:
         against_tau: tau between the first training seed and the second fidelity, or None.
         verdict: one sentence.
         wall_seconds: wall time of the check.
+        notes: what the figures leave out (schedules without a result in every measurement).
     """
 
     space: str
