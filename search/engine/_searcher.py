@@ -87,6 +87,16 @@ class _InFlight:
         return self.before + [e["val_accuracy"] for e in self.epochs]
 
 
+def _standard_error(accuracy: float, images: int) -> float | None:
+    """Binomial standard error of an accuracy measured on ``images`` validation images (None if not a fraction)."""
+    from deeproots import accuracy_se  # noqa: PLC0415
+
+    try:
+        return accuracy_se(accuracy, images)
+    except ValueError:
+        return None
+
+
 def _reason_kind(reason: str) -> str:
     """A failure reason without its numbers (two NaN losses at different steps are the same failure)."""
     return re.sub(r"[-+]?\d[\d.,e+-]*", "#", reason)
@@ -461,6 +471,7 @@ class ScheduleSearch(Searcher):
         if f.epochs or f.before:
             attrs[Attr.VAL_ACCURACY_PER_EPOCH] = f.accuracies
             attrs[Attr.VAL_ACCURACY] = f.accuracies[-1]
+            attrs[Attr.VAL_ACCURACY_SE] = _standard_error(f.accuracies[-1], self._space.spec.data.val_size)
             ips = [e["images_per_second"] for e in f.epochs if not math.isnan(e["images_per_second"])]
             attrs[Attr.IMAGES_PER_SECOND] = sum(ips) / len(ips) if ips else None
             attrs[Attr.EPOCHS_TRAINED] = len(f.accuracies)

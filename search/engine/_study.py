@@ -179,7 +179,7 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
 
 def plan_run(
     space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False,
-    refuse: bool = True,
+    refuse: bool = True, study: str | None = None,
 ) -> RunPlan:  # fmt: skip
     """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
 
@@ -188,6 +188,8 @@ def plan_run(
 
     Args:
         refuse: raise on a changed space (False: a dry run, which reports the difference instead).
+        study: a study of the run's storage other than the run's own (``run.json`` is then not
+            read); ``fresh`` numbers it ``<study>-2``, ``-3`` ... (the fidelity check's studies).
 
     Raises:
         SpaceError: the existing study was started with a different space (naming the first
@@ -196,8 +198,9 @@ def plan_run(
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
     run_file = root / "run.json"
-    study_name = space.name
-    if run_file.exists():
+    base = study or space.name  # (``study`` is reused below for the loaded study)
+    study_name = base
+    if study is None and run_file.exists():
         try:
             recorded = json.loads(run_file.read_text())
             if recorded.get("storage") == url:
@@ -230,9 +233,9 @@ def plan_run(
             f"pass --fresh for a new study, or --name for a new run",
         )
     n = 2
-    while f"{space.name}-{n}" in names:
+    while f"{base}-{n}" in names:
         n += 1
-    return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh", diff)
+    return RunPlan(RunPaths(root, url, f"{base}-{n}"), "fresh", diff)
 
 
 def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:

@@ -105,6 +105,7 @@ def run_search(
     export: bool = True,
     print_fn: Callable[[Any], None] | None = None,
     trial_fn: Callable[..., None] | None = None,
+    study: str | None = None,
 ) -> SearchResult:
     """Run (or resume) the search a space describes; returns when the budget is met or on Ctrl-C.
 
@@ -126,6 +127,10 @@ def run_search(
         print_fn: where progress goes (default: a rich console).
         trial_fn: what a Tune trial runs, ``f(config, ctx)`` (default: :func:`search.runner._trial.train_trial`);
             the overhead benchmark passes one that trains nothing.
+        study: search into this study of the run's storage instead of the run's own, leaving
+            ``run.json`` (what resume and export read) as it is; its weights go to
+            ``weights/<study>/`` of the same run folder. ``python -m search.fidelity`` trains its
+            schedules this way, so a later search at the same fidelity imports them.
 
     Returns:
         The :class:`SearchResult`.
@@ -144,13 +149,13 @@ def run_search(
     out = print_fn or console().print
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = space.with_data()  # no-op when loaded with its data (check_data=True)
-    plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh)
+    plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, study=study)
     make_sampler(space, space.spec.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
     paths.root.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(paths)
     try:
-        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn)
+        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn, write_run_file=study is None)
     finally:
         lock.close()  # releases the lock (the OS releases it too when the process dies)
 
@@ -175,7 +180,7 @@ def _lock_run(paths: RunPaths) -> Any:
 
 def _run_locked(
     space: ResolvedSpace, plan: RunPlan, address: str | None, estimate: bool, export: bool,
-    out: Callable[[Any], None], start: float, trial_fn: Callable[..., None] | None = None,
+    out: Callable[[Any], None], start: float, trial_fn: Callable[..., None] | None = None, write_run_file: bool = True,
 ) -> SearchResult:  # fmt: skip
     import deeproots  # noqa: PLC0415
 
@@ -187,7 +192,8 @@ def _run_locked(
     provenance = {"deeproots_version": prov["deeproots"], "git_revision": prov["git_revision"], "torch": prov["torch"]}
     storage_obj = open_storage(paths.storage_url)
     info = prepare_study(plan, space, storage_obj, provenance)
-    _write_run_file(paths)
+    if write_run_file:
+        _write_run_file(paths)
     budget = space.spec.search.trials
 
     if plan.mode == "restart":
