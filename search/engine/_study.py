@@ -254,7 +254,7 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
         if s.sampler == "nsga2":
             seeds = len(space.params.seeds)
             if "population_size" not in opts:
-                opts["population_size"] = max(4, min(50, budget // 16), seeds)  # the seeds are generation 0; ~16 generations
+                opts["population_size"] = max(4, min(50, budget // 8), seeds)  # the seeds are generation 0; ~8 generations
             sampler = optuna.samplers.NSGAIISampler(seed=seed, **opts)
             if sampler.population_size < seeds:
                 raise SpaceError("search.sampler_options", f"nsga2: population_size {sampler.population_size} is smaller "
