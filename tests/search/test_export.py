@@ -185,7 +185,7 @@ def test_deeproots_loads_exports_without_ray_or_optuna() -> None:
 
 def _cli(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "search.export", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)  # fmt: skip
+                          cwd=cwd, timeout=900)  # fmt: skip
 
 
 def test_cli_exports_a_run_folder(run: Path) -> None:

@@ -113,7 +113,7 @@ def test_a_fidelity_study_made_with_another_sample_gets_a_numbered_sibling(tmp_p
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "search.fidelity", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+    return subprocess.run([PYTHON, "-m", "search.fidelity", *args], cwd=cwd, capture_output=True, text=True, timeout=900,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
