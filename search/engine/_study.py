@@ -170,6 +170,14 @@ def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBSto
     return optuna.storages.RDBStorage(url, **kwargs)
 
 
+def _read_mounts() -> str:
+    """The mount table (``/proc/mounts``; empty where there is none)."""
+    try:
+        return Path("/proc/mounts").read_text()
+    except OSError:
+        return ""
+
+
 def sqlite_on_network_fs(url: str, mounts: str | None = None) -> str | None:
     """Why an SQLite URL cannot be used: its database sits on a network file system (None: it can).
 
@@ -179,16 +187,12 @@ def sqlite_on_network_fs(url: str, mounts: str | None = None) -> str | None:
 
     Args:
         url: the study's URL (other backends: None).
-        mounts: the text of ``/proc/mounts`` (tests).
+        mounts: the text of ``/proc/mounts`` (default: read it).
     """
     path = _sqlite_path(url)
     if path is None or not str(path) or str(path) == ":memory:":
         return None
-    if mounts is None:
-        try:
-            mounts = Path("/proc/mounts").read_text()
-        except OSError:
-            return None
+    mounts = _read_mounts() if mounts is None else mounts
     target = Path(path).expanduser().resolve()
     best: tuple[str, str] | None = None
     for line in mounts.splitlines():
