@@ -48,6 +48,7 @@ from .training import (  # noqa: E402
     StepProgress,
     TrainConfig,
     evaluate,
+    evaluate_per_image,
     fit,
     native_bf16,
     resolve_precision,
@@ -64,6 +65,7 @@ __all__ += [
     "TrainConfig",
     "fit",
     "evaluate",
+    "evaluate_per_image",
     "EpochResult",
     "FitResult",
     "StepProgress",
@@ -75,3 +77,7 @@ __all__ += [
 from ._exported import ExportedConfig, load_exported  # noqa: E402  (exported Pareto models: YAML + safetensors)
 
 __all__ += ["ExportedConfig", "load_exported"]
+
+from ._per_image import accuracy_se, pack_correct, unpack_correct  # noqa: E402  (per-image results, standard error)
+
+__all__ += ["pack_correct", "unpack_correct", "accuracy_se"]

@@ -49,7 +49,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["default_surrogate", "same_curves_surrogate", "noiseless_surrogate", "truth_many", "NOISE_SD"]
+__all__ = ["default_surrogate", "same_curves_surrogate", "noiseless_surrogate", "val5000_surrogate", "truth_many",
+           "NOISE_SD", "NOISE_SD_5000"]  # fmt: skip
 
 CHANCE = 0.10  # accuracy of a guess on CIFAR-10's 10 classes
 ERR0 = 0.645  # error at F0 FLOPs and P0 parameters, at the CPU-sized fidelity
@@ -62,6 +63,7 @@ SCHEDULE_SD = 0.005  # per-schedule effect, s.d. (0.5 points)
 CURVE_P = 2.0  # learning-curve exponent at F0 FLOPs
 CURVE_GAMMA = 0.25  # exponent ~ flops ** 0.25: NIN orig 2.4, NIN's cheapest 1.4
 NOISE_SD = math.sqrt(0.37 * 0.63 / 500)  # 0.0216: binomial s.e. of 37 % on 500 validation images
+NOISE_SD_5000 = math.sqrt(0.37 * 0.63 / 5000)  # 0.0068: the same on 5,000 (the GPU spaces' validation split)
 
 _MASK = (1 << 64) - 1
 
@@ -207,8 +209,17 @@ def noiseless_surrogate(
     return _evaluate(schedule, flops, params, epoch, max_epochs, seed, CURVE_GAMMA, 0.0)
 
 
+def val5000_surrogate(
+    schedule: Mapping[str, int], flops: int, params: int, epoch: int, max_epochs: int, seed: int | None
+) -> float:
+    """Sensitivity variant: :func:`default_surrogate` with the noise of 5,000 validation images
+    (``NOISE_SD_5000``, 0.68 points) -- the validation split the shipped GPU settings use."""
+    return _evaluate(schedule, flops, params, epoch, max_epochs, seed, CURVE_GAMMA, NOISE_SD_5000)
+
+
 default_surrogate.batch = truth_many  # type: ignore[attr-defined]
 same_curves_surrogate.batch = lambda groups, layers, flops, params, epoch, max_epochs: _curve(  # type: ignore[attr-defined]
     *_final_and_shape(np.asarray(groups), layers, flops, params, 0.0), epoch, max_epochs
 )
 noiseless_surrogate.batch = truth_many  # type: ignore[attr-defined]
+val5000_surrogate.batch = truth_many  # type: ignore[attr-defined]

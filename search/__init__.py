@@ -12,7 +12,7 @@ The package is laid out by job::
     search/engine/    the run record, the study and samplers, the Tune searcher and scheduler
     search/runner/    the driver and the trial a worker runs
     search/outputs/   export, figures, reports, console tables
-    search/run.py, search/export.py   the command lines
+    search/run.py, search/export.py, search/fidelity.py   the command lines
 
 Names are imported on first use (PEP 562), so ``python -m search.run --help`` and a schema error
 need neither torch nor Ray.
@@ -48,7 +48,18 @@ _EXPORTS = {
     "ScheduleSearch": "search.engine._searcher",
     "RunPaths": "search.engine._study",
     "open_storage": "search.engine._study",
+    "TIE_ALPHA": "search.engine.noise",
+    "McNemar": "search.engine.noise",
+    "mcnemar": "search.engine.noise",
+    "ScoredSchedule": "search.engine.noise",
+    "Tie": "search.engine.noise",
+    "TiedBand": "search.engine.noise",
+    "tied_band": "search.engine.noise",
+    "RankAgreement": "search.engine.noise",
+    "rank_agreement": "search.engine.noise",
     "run_search": "search.runner._driver",
+    "check_fidelity": "search.runner._fidelity",
+    "FidelityReport": "search.runner._fidelity",
     "SearchResult": "search.runner._driver",
     "dry_run": "search.runner._estimate",
     "estimate_time": "search.runner._estimate",

@@ -5,9 +5,11 @@ Example:
     python -m search.run spaces/nin-spatial.yaml --dry-run
     optuna-dashboard sqlite:///runs/nin/study.db
 
-Exit status: 0 done (or dry run), 1 a runtime error, 2 an invalid space, override or option, or
-another driver holding the study (one line on stderr, nothing written), 130 stopped by Ctrl-C (everything finished so far is kept;
-rerunning the same command resumes).
+Exit status: 0 done (or dry run), 1 a runtime error (or the search stopped itself: trials failing
+the same way, a region of constraint breaches -- the reason is printed), 2 an invalid space,
+override, option or data, or another driver holding the study (one line on stderr, nothing
+written), 130 stopped by Ctrl-C (everything finished so far is kept; rerunning the same command
+resumes).
 """
 
 from __future__ import annotations
@@ -96,6 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
+    joined = _ray_running()
+    try:
+        return _run(args)
+    finally:
+        if not joined and _ray_running():  # Ray joined or started here (checks, the search): leave it as found
+            import ray  # noqa: PLC0415
+
+            ray.shutdown()
+
+
+def _ray_running() -> bool:
+    """Whether this process is connected to Ray (without importing Ray when nothing has)."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         from .space._load import profile_names, read_space  # noqa: PLC0415
 
@@ -136,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped (Ctrl-C); rerun the same command to resume", file=sys.stderr)
         return 130
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    return 1 if result.stop_reason else 0
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ chose (or a seed enqueued before); what the sampler then learns from is kept cle
 * **no clones** -- a proposal of a schedule already answered at this fidelity (evaluated, stopped
   early, infeasible, imported) or still training is not trained again and never becomes a second
   COMPLETE trial: the asked trial ends FAIL with ``outcome=duplicate`` (Optuna cannot delete a trial;
-  samplers ignore FAIL) and the searcher asks again; after a streak of duplicates it enqueues a
-  schedule never proposed. Duplicate FAILs do not count as failures.
+  samplers ignore FAIL) and the searcher enqueues the nearest unseen schedule (one step in one
+  ordered parameter, then two, three) -- the region the sampler asked for, without a clone; when
+  none is near, it asks again, and after a streak of duplicates enqueues any schedule never
+  proposed. Duplicate FAILs do not count as failures.
 * **seeds are observations** -- the paper seeds (and results imported from other studies) are
   ordinary trials; with NSGA-II they belong to generation 0 (:meth:`NSGAIISampler.get_trial_generation`
   at ask time -- a fully enqueued trial never reaches ``sample_relative``, which would otherwise set it).
@@ -96,6 +98,16 @@ class _InFlight:
     @property
     def accuracies(self) -> list[float]:
         return self.before + [e["val_accuracy"] for e in self.epochs]
+
+
+def _standard_error(accuracy: float, images: int) -> float | None:
+    """Binomial standard error of an accuracy measured on ``images`` validation images (None if not a fraction)."""
+    from deeproots import accuracy_se  # noqa: PLC0415
+
+    try:
+        return accuracy_se(accuracy, images)
+    except ValueError:
+        return None
 
 
 def _reason_kind(reason: str) -> str:
@@ -307,6 +319,8 @@ class ScheduleSearch(Searcher):
             if self.stop_reason is not None:
                 return self._wait_or_finish()
             streak += 1
+            if trial.user_attrs.get(Attr.OUTCOME) == Outcome.DUPLICATE and self._enqueue_neighbour(trial):
+                continue  # the next ask is an unseen schedule next to the one the sampler wanted
             if streak % DUPLICATE_STREAK == 0 and not self._enqueue_unseen():
                 return self._wait_or_finish()
 
@@ -398,9 +412,44 @@ class ScheduleSearch(Searcher):
             self.stop_reason = reason
             self._event(f"stopping the search: {reason}")
 
+    def _taken(self) -> set[tuple[int, ...]]:
+        return set(self._records) | self._dead | {f.key for f in self._inflight.values()}
+
+    def _enqueue_neighbour(self, trial: optuna.Trial) -> bool:
+        """Enqueue an unseen schedule as close as possible to a duplicate proposal; False when none is near.
+
+        Parameters are ordered (indices into sorted group counts), so the neighbours of a point are
+        the points one step away in one parameter; among the unseen ones at the smallest distance
+        (up to 3 steps) one is drawn with the searcher's seeded generator. The sampler asked for
+        this region: its next trial lands there instead of on a schedule already answered.
+        """
+        taken = self._taken()
+        point = {p.name: int(trial.params[p.name]) for p in self._pspace.params}
+        frontier = [point]
+        seen = {self._pspace.key(point)}
+        for _ in range(3):
+            ring = []
+            for q in frontier:
+                for p in self._pspace.params:
+                    for step in (-1, 1):
+                        v = q[p.name] + step
+                        if 0 <= v < len(p.choices):
+                            r = {**q, p.name: v}
+                            k = self._pspace.key(r)
+                            if k not in seen:
+                                seen.add(k)
+                                ring.append(r)
+            unseen = [r for r in ring if self._pspace.key(r) not in taken]
+            if unseen:
+                choice = unseen[self._rng.randrange(len(unseen))]
+                self._study.enqueue_trial(choice, user_attrs={Attr.ENQUEUED: f"unseen neighbour of duplicate proposal #{trial.number}"})
+                return True
+            frontier = ring
+        return False
+
     def _enqueue_unseen(self) -> bool:
         """Enqueue a schedule never proposed; False when there is none."""
-        taken = set(self._records) | self._dead | {f.key for f in self._inflight.values()}
+        taken = self._taken()
         for _ in range(2000):
             values = self._pspace.random_values(self._rng)
             if self._pspace.key(values) not in taken:
@@ -510,6 +559,7 @@ class ScheduleSearch(Searcher):
         if f.epochs or f.before:
             attrs[Attr.VAL_ACCURACY_PER_EPOCH] = f.accuracies
             attrs[Attr.VAL_ACCURACY] = f.accuracies[-1]
+            attrs[Attr.VAL_ACCURACY_SE] = _standard_error(f.accuracies[-1], self._space.spec.data.val_size)
             ips = [e["images_per_second"] for e in f.epochs if not math.isnan(e["images_per_second"])]
             attrs[Attr.IMAGES_PER_SECOND] = sum(ips) / len(ips) if ips else None
             attrs[Attr.EPOCHS_TRAINED] = len(f.accuracies)

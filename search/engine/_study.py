@@ -248,7 +248,7 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
 
 def plan_run(
     space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False,
-    refuse: bool = True, storage_path: str | None = None,
+    refuse: bool = True, study: str | None = None, storage_path: str | None = None,
 ) -> RunPlan:  # fmt: skip
     """Decide the run folder, storage, Tune storage and study; refuse a changed space without ``fresh``.
 
@@ -259,6 +259,8 @@ def plan_run(
         storage: the study's SQLAlchemy URL (default: the space's ``storage``, else
             ``sqlite:///runs/<name>/study.db``).
         refuse: raise on a changed space or an unusable storage (False: a dry run, which reports them).
+        study: a study of the run's storage other than the run's own (``run.json`` is then not
+            read); ``fresh`` numbers it ``<study>-2``, ``-3`` ... (the fidelity check's studies).
         storage_path: Ray Tune's storage (default: the space's ``storage_path``, else ``runs/<name>/ray``).
 
     Raises:
@@ -276,8 +278,9 @@ def plan_run(
     if problem and refuse:
         raise SpaceError("storage", problem)
     run_file = root / "run.json"
-    study_name = space.name
-    if run_file.exists():
+    base = study or space.name  # (``study`` is reused below for the loaded study)
+    study_name = base
+    if study is None and run_file.exists():
         try:
             recorded = json.loads(run_file.read_text())
             if recorded.get("storage") == url:
@@ -314,9 +317,9 @@ def plan_run(
             f"pass --fresh for a new study, or --name for a new run",
         )
     n = 2
-    while f"{space.name}-{n}" in names:
+    while f"{base}-{n}" in names:
         n += 1
-    return plan("fresh", diff, f"{space.name}-{n}")
+    return plan("fresh", diff, f"{base}-{n}")
 
 
 def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -335,14 +338,18 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
         if s.sampler == "nsga2":
             seeds = len(space.params.seeds)
             if "population_size" not in opts:
-                opts["population_size"] = max(4, min(50, budget // 4), seeds)  # the seeds are generation 0
+                opts["population_size"] = max(4, min(50, budget // 16), seeds)  # the seeds are generation 0; ~16 generations
             sampler = optuna.samplers.NSGAIISampler(seed=seed, **opts)
             if sampler.population_size < seeds:
                 raise SpaceError("search.sampler_options", f"nsga2: population_size {sampler.population_size} is smaller "
                                  f"than the {seeds} seeds, which all belong to generation 0")  # fmt: skip
             return sampler
         if s.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, **opts)
+            opts.setdefault("multivariate", True)  # the group counts of a schedule act together
+            opts.setdefault("constant_liar", True)  # trials run at once: do not propose what is running
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=seed, **opts)
         if s.sampler == "gp":
             try:
                 import scipy  # noqa: F401, PLC0415

@@ -89,6 +89,7 @@ class Attr:
     PARAMS = "params"  # conv/FC weights and biases (int)
     LATENCY_MS = "latency_ms"  # ms per image, in the space's latency protocol
     VAL_ACCURACY = "val_accuracy"  # final (or last reported) validation accuracy in [0, 1]
+    VAL_ACCURACY_SE = "val_accuracy_se"  # binomial standard error of VAL_ACCURACY (a fraction, deeproots.accuracy_se)
     VAL_ACCURACY_PER_EPOCH = "val_accuracy_per_epoch"  # list, epoch 1.. (kept for stopped trials too)
     PARTIAL_VALUES = "partial_values"  # objective -> value at the epoch an early-stopped trial reached
     EPOCHS = "epochs"  # the fidelity's epoch budget
@@ -411,6 +412,12 @@ class TrialView:
     def val_accuracy(self) -> float | None:
         """Final (or last reported) validation accuracy in [0, 1]."""
         v = self._get(Attr.VAL_ACCURACY)
+        return None if v is None else float(v)
+
+    @property
+    def val_accuracy_se(self) -> float | None:
+        """Binomial standard error of :attr:`val_accuracy` (a fraction), when the trial recorded one."""
+        v = self._get(Attr.VAL_ACCURACY_SE)
         return None if v is None else float(v)
 
     @property

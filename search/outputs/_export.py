@@ -33,11 +33,12 @@ from typing import Any, Callable
 
 from deeproots._exported import ExportedConfig, sha256_file
 
+from .._text import duration
 from ..engine.record import Attr, TrialFiles, TrialView
 from ._evaluate import VAL_TOLERANCE, EvaluationCache, eval_device, evaluate_model, export_onnx, load_test_data
 from ._locate import ExportError, RunView, final_checkpoint, find_weights, locate_run, open_run, weights_stem
 from ._render import csv_row, note, report, summary_table, write_csv
-from ._tables import pareto_rows
+from ._tables import pareto_rows, standard_error
 
 __all__ = ["ExportError", "ExportResult", "export_run", "export_study"]
 
@@ -240,6 +241,7 @@ def _write_model_files(
         weights=weights_dst.name if sha else None, weights_sha256=sha, objectives=objectives,
         metrics={
             "val_accuracy": row.get("val_accuracy", t.val_accuracy),
+            "val_accuracy_se": standard_error(t, row.get("val_accuracy", t.val_accuracy), meta.data_config.get("val_size")),
             "flops": t.flops if t.flops is not None else objectives.get("flops"),
             "params": t.params if t.params is not None else objectives.get("params"),
             "latency_ms": t.latency_ms,
@@ -284,18 +286,27 @@ def _evaluate_models(
         say(f"  loading {view.meta.data_config.get('name', 'the data')} for the test-set evaluation ...")
         data = load_test_data(view.meta.data_config, data_root)
     device = eval_device()
-    for cfg in with_weights:
+    if todo:
+        say(f"  evaluating {len(todo)} model(s) on {len(data.test):,} test images on {device}"
+            + (f" ({len(with_weights) - len(todo)} evaluated by an earlier export)" if len(todo) < len(with_weights) else ""))  # fmt: skip
+    spent: list[float] = []  # seconds per model evaluated now: the ETA
+    for i, cfg in enumerate(with_weights, 1):
         model = load_exported(cfg.path)  # the files load, and params/FLOPs equal the recorded ones
         hit = cache.get(cfg)
+        label = f" ({cfg.schedule_name})" if cfg.schedule_name else ""
         if test and hit is not None:
             cfg.metrics.update(hit["metrics"])
         elif test:
+            started = time.perf_counter()
             cfg.metrics.update(evaluate_model(model, data, device))
+            spent.append(time.perf_counter() - started)
+            left = sum(1 for c in with_weights[i:] if cache.get(c) is None)
+            eta = f", ETA ~{duration(left * sum(spent) / len(spent))}" if left else ""
             m = cfg.metrics
             again, recorded = m.get("val_accuracy_reevaluated"), m.get("val_accuracy")
-            label = f" ({cfg.schedule_name})" if cfg.schedule_name else ""
-            say(f"  {cfg.schedule_id}{label}: val {recorded:.4f} "
-                f"(re-evaluated {again if again is not None else float('nan'):.4f}), test {m['test_accuracy']:.4f}")  # fmt: skip
+            say(f"  [{i}/{len(with_weights)}] {cfg.schedule_id}{label}: val {recorded:.4f} "
+                f"(re-evaluated {again if again is not None else float('nan'):.4f}), test {m['test_accuracy']:.4f} "
+                f"({duration(spent[-1])}{eta})")  # fmt: skip
             if again is not None and recorded is not None and abs(again - recorded) > VAL_TOLERANCE:
                 say(f"  warning: {cfg.schedule_id}: validation accuracy re-evaluated {again:.4f}, "
                     f"recorded {recorded:.4f} -- are these the trial's final weights?")  # fmt: skip

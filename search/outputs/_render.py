@@ -13,12 +13,22 @@ from ._evaluate import VAL_TOLERANCE
 from ._locate import RunView
 from ._tables import outcome_counts, state_counts
 
-__all__ = ["CSV_COLUMNS", "csv_row", "write_csv", "markdown_table", "report", "note", "summary_table"]
+__all__ = ["CSV_COLUMNS", "CSV_UNITS", "csv_row", "write_csv", "markdown_table", "report", "note", "summary_table",
+           "export_stamp"]  # fmt: skip
 
+#: ``pareto.csv``'s columns. One unit convention: every accuracy, standard error and share of the
+#: ungrouped network is a fraction in [0, 1] (0.386 = 38.6 %), as in the study and the YAML; the
+#: header says so in the names that are not objectives (``*_fraction_of_orig``, ``latency_ms``).
 CSV_COLUMNS = [
-    "schedule_id", "name", "trial", "val_accuracy", "test_accuracy", "flops", "flops_vs_orig",
-    "params", "params_vs_orig", "latency_ms", "epochs", "config", "weights", "onnx",
+    "schedule_id", "name", "trial", "val_accuracy", "val_accuracy_se", "test_accuracy", "flops",
+    "flops_fraction_of_orig", "params", "params_fraction_of_orig", "latency_ms", "epochs", "config", "weights",
+    "onnx",
 ]  # fmt: skip
+#: The units of ``pareto.csv``, as the report states them.
+CSV_UNITS = (
+    "accuracies, their standard errors (`val_accuracy_se`) and `*_fraction_of_orig` are fractions in [0, 1] "
+    "(0.386 = 38.6 %); `flops` are multiply-adds, `params` a count, `latency_ms` milliseconds per image"
+)
 
 
 def csv_row(cfg: ExportedConfig) -> dict[str, Any]:
@@ -30,17 +40,22 @@ def csv_row(cfg: ExportedConfig) -> dict[str, Any]:
         "name": cfg.schedule_name or "",
         "trial": cfg.search.get("trial"),
         "val_accuracy": m.get("val_accuracy"),
+        "val_accuracy_se": m.get("val_accuracy_se"),
         "test_accuracy": m.get("test_accuracy"),
         "flops": m.get("flops"),
-        "flops_vs_orig": m.get("flops_vs_orig_percent"),
+        "flops_fraction_of_orig": _fraction(m.get("flops_vs_orig_percent")),
         "params": m.get("params"),
-        "params_vs_orig": m.get("params_vs_orig_percent"),
+        "params_fraction_of_orig": _fraction(m.get("params_vs_orig_percent")),
         "latency_ms": m.get("latency_ms"),
         "epochs": m.get("epochs_trained"),
         "config": yaml_name,
         "weights": cfg.weights or "",
         "onnx": (cfg.onnx or {}).get("file", ""),
     }
+
+
+def _fraction(percent: Any) -> float | None:
+    return None if percent is None else round(float(percent) / 100.0, 4)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -53,8 +68,22 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _fmt_acc(v: Any) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.2f} %"
+def _fmt_acc(v: Any, se: Any = None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if se is None or (isinstance(se, float) and math.isnan(se)):
+        return f"{100 * float(v):.2f} %"
+    return f"{100 * float(v):.2f} ± {100 * float(se):.2f} %"
+
+
+def _fmt_share(fraction: Any) -> str:
+    return "-" if fraction is None else f"{100 * float(fraction):.1f} %"
+
+
+def export_stamp(view: RunView) -> str:
+    """``Exported <time> by deeproots <version> (git <rev>)``: the one line the report and the dashboard note share."""
+    prov = view.provenance
+    return f"Exported {view.time} by deeproots {prov.get('deeproots')} (git {prov.get('git_revision') or '-'})"
 
 
 def _fmt_int(v: Any) -> str:
@@ -62,7 +91,7 @@ def _fmt_int(v: Any) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], objectives: list[str], links: bool = True) -> str:
-    head = ["schedule", "paper name", "val acc", "test acc", "FLOPs", "FLOPs vs orig", "params", "params vs orig"]
+    head = ["schedule", "paper name", "val acc ± s.e.", "test acc", "FLOPs", "FLOPs vs orig", "params", "params vs orig"]
     lat = "latency_ms" in objectives or any(r.get("latency_ms") for r in rows)
     if lat:
         head.append("latency (ms)")
@@ -70,9 +99,9 @@ def markdown_table(rows: list[dict[str, Any]], objectives: list[str], links: boo
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head) - 1)) + "|---|"]
     for r in rows:
         cells = [
-            f"`{r['schedule_id']}`", r["name"] or "", _fmt_acc(r["val_accuracy"]), _fmt_acc(r["test_accuracy"]),
-            _fmt_int(r["flops"]), "-" if r["flops_vs_orig"] is None else f"{r['flops_vs_orig']} %",
-            _fmt_int(r["params"]), "-" if r["params_vs_orig"] is None else f"{r['params_vs_orig']} %",
+            f"`{r['schedule_id']}`", r["name"] or "", _fmt_acc(r["val_accuracy"], r.get("val_accuracy_se")),
+            _fmt_acc(r["test_accuracy"]), _fmt_int(r["flops"]), _fmt_share(r["flops_fraction_of_orig"]),
+            _fmt_int(r["params"]), _fmt_share(r["params_fraction_of_orig"]),
         ]  # fmt: skip
         if lat:
             cells.append("-" if r.get("latency_ms") is None else f"{r['latency_ms']:.3f}")
@@ -94,8 +123,7 @@ def report(view: RunView, result: Any) -> str:
     lines = [
         f"# Pareto set of study `{study.study_name}`",
         "",
-        f"Exported {view.time} by deeproots {prov.get('deeproots')} (git {prov.get('git_revision') or '-'}), "
-        f"torch {prov.get('torch')}, from `{result.storage_url}`.",
+        f"{export_stamp(view)}, torch {prov.get('torch')}, from `{result.storage_url}`.",
         "",
         f"- trials: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}; outcomes: "
         f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}; distinct schedules trained: {evaluated}",
@@ -111,8 +139,10 @@ def report(view: RunView, result: Any) -> str:
     lines.append(f"- normalised hypervolume of all trials: {result.hypervolume:.4f} (see the module docstring of `search/outputs/_plots.py`)")
     lines += ["", f"## Pareto set ({len(rows)} schedules)", "", markdown_table(rows, objectives), ""]
     lines.append(
-        "val acc: final-epoch accuracy on the validation split, as recorded by the search; test acc: the exported "
-        "weights on the test set, measured once at export."
+        f"val acc: final-epoch accuracy on the validation split ({data.get('val_size', '-')} images), as recorded by the "
+        "search, ± one binomial standard error (the noise of the finite validation split alone; another training seed "
+        "adds its own); test acc: the exported weights on the test set, measured once at export. "
+        f"In `pareto.csv` {CSV_UNITS}."
     )
     if checks:
         worst = max(abs(a - b) for a, b in checks)
@@ -137,7 +167,9 @@ def report(view: RunView, result: Any) -> str:
             lines += [f"![{title}]({stem}.png){html}", ""]
     lines += [
         "Grey: every schedule evaluated (early-stopped ones as x at their partial accuracy); red: the Pareto set over "
-        "all objectives; dashed: the front of the 2-D view; labels: the paper's named schedules.",
+        "all objectives; bars: ± one standard error; dashed: the front of the 2-D view; labels: the paper's named "
+        "schedules, and `#<trial>` for the other members of the Pareto set (the `trial` column of `pareto.csv`). "
+        "Each figure is also written as SVG and PDF (same name) for a paper.",
         "",
         "## Use a model",
         "",
@@ -170,9 +202,9 @@ def note(result: Any, view: RunView) -> str:
     return (
         f"## Pareto set ({len(result.rows)} schedules)\n\n"
         + markdown_table(result.rows, objectives, links=False)
-        + f"\n\nExported to `{result.out_dir.as_posix()}` ({view.time}): one YAML + safetensors per "
-        "schedule, `pareto.csv`, `report.md`. Test accuracy measured once at export. Load one with "
-        "`deeproots.load_exported(path)`.\n"
+        + f"\n\n{export_stamp(view)} to `{result.out_dir.as_posix()}`: one YAML + safetensors per "
+        "schedule, `pareto.csv`, `report.md`. Validation accuracy ± one binomial standard error; test accuracy "
+        "measured once at export. Load one with `deeproots.load_exported(path)`.\n"
     )
 
 
@@ -180,10 +212,10 @@ def summary_table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"exported Pareto set ({len(rows)} schedules)", title_justify="left")
-    for col in ("trial", "schedule", "val acc", "test acc", "FLOPs", "params", "config"):
+    for col in ("trial", "schedule", "val acc ± s.e.", "test acc", "FLOPs", "params", "config"):
         table.add_column(col, justify="right" if col not in ("schedule", "config") else "left")
     for r in rows:
         label = r["schedule_id"] + (f" ({r['name']})" if r["name"] else "")
-        table.add_row(str(r["trial"]), label, _fmt_acc(r["val_accuracy"]), _fmt_acc(r["test_accuracy"]),
+        table.add_row(str(r["trial"]), label, _fmt_acc(r["val_accuracy"], r.get("val_accuracy_se")), _fmt_acc(r["test_accuracy"]),
                       _fmt_int(r["flops"]), _fmt_int(r["params"]), r["config"])  # fmt: skip
     return table

@@ -11,7 +11,26 @@ from optuna.trial import TrialState
 from .._text import format_count
 from ..engine.record import TrialView
 
-__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts"]
+__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts", "standard_error", "stopped_at_rungs"]
+
+
+def standard_error(view: TrialView, accuracy: float | None, val_images: int | None) -> float | None:
+    """The standard error of a trial's validation ``accuracy`` (a fraction): the one it recorded, else binomial.
+
+    Trials record ``val_accuracy_se``; for studies made before they did, it is computed the same way
+    (:func:`deeproots.accuracy_se`) from the accuracy and the study's ``data.val_size``. None when
+    neither is known.
+    """
+    if view.val_accuracy_se is not None and (accuracy is None or accuracy == view.val_accuracy):
+        return view.val_accuracy_se
+    if accuracy is None or not val_images:
+        return None
+    from deeproots import accuracy_se  # noqa: PLC0415
+
+    try:
+        return accuracy_se(float(accuracy), int(val_images))
+    except ValueError:
+        return None
 
 
 def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -60,6 +79,14 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
             if t.state not in (TrialState.RUNNING, TrialState.WAITING)
         )
     )
+
+
+def stopped_at_rungs(study: optuna.Study) -> dict[int, int]:
+    """Epoch -> how many schedules early stopping ended after that many epochs."""
+    from ..engine.record import Outcome  # noqa: PLC0415
+
+    views = (TrialView(t) for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    return dict(Counter(len(v.accuracy_per_epoch) for v in views if v.outcome == Outcome.EARLY_STOPPED))
 
 
 def _fmt(name: str, value: Any) -> str:

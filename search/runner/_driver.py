@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._text import duration
 from ..engine._study import RunPaths, RunPlan, _sqlite_path, make_sampler, open_storage, plan_run, prepare_study
 from ..space._schema import SpaceError
-from ..outputs._tables import outcome_counts, pareto_rows, pareto_table, state_counts
+from ..outputs._tables import outcome_counts, pareto_rows, pareto_table, state_counts, stopped_at_rungs
 from ._estimate import concurrency, console, estimate_time
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class SearchResult:
         counted: distinct schedules that spent the budget (trained to the end or stopped early).
         epochs_spent: epochs of the budget spent.
         stop_reason: why the search stopped before its budget (a failure streak...), or None.
+        stopped_at: epoch -> schedules stopped early after that many epochs (the rungs).
         space_size: distinct schedules in the space.
         exhausted: the space had fewer schedules than the budget and all were evaluated.
         interrupted: stopped by Ctrl-C.
@@ -60,6 +61,7 @@ class SearchResult:
     counted: int = 0
     epochs_spent: int = 0
     stop_reason: str | None = None
+    stopped_at: dict[int, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -109,6 +111,7 @@ def run_search(
     print_fn: Callable[[Any], None] | None = None,
     trial_fn: Callable[..., None] | None = None,
     storage_path: str | None = None,
+    study: str | None = None,
 ) -> SearchResult:
     """Run (or resume) the search a space describes; returns when the budget is met or on Ctrl-C.
 
@@ -135,6 +138,10 @@ def run_search(
             the overhead benchmark passes one that trains nothing.
         storage_path: Ray Tune's storage, overriding ``space.storage_path`` and the default
             ``runs/<name>/ray``: a path every node sees, or a URI (``s3://bucket/prefix``, ``gs://...``).
+        study: search into this study of the run's storage instead of the run's own, leaving
+            ``run.json`` (what resume and export read) as it is; its trials' checkpoints go to a Tune
+            experiment named after it in the same Tune storage. ``python -m search.fidelity`` trains
+            its schedules this way, so a later search at the same fidelity imports them.
 
     Returns:
         The :class:`SearchResult`.
@@ -157,7 +164,7 @@ def run_search(
     out = print_fn or console().print
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = space.with_data()  # no-op when loaded with its data (check_data=True)
-    plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, storage_path=storage_path)
+    plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, study=study, storage_path=storage_path)
     make_sampler(space, space.spec.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
     trial_storage = paths.trial_storage()
@@ -174,7 +181,7 @@ def run_search(
         if lock.took_over:
             out(f"run {space.name!r}: took study {paths.study_name!r} over from a driver that is gone ({lock.took_over})")
         paths.root.mkdir(parents=True, exist_ok=True)
-        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn, beat)
+        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn, beat, write_run_file=study is None)
     finally:
         beat.stop()
         lock.release()
@@ -220,6 +227,7 @@ class _Heartbeat(threading.Thread):
 def _run_locked(
     space: ResolvedSpace, plan: RunPlan, address: str | None, estimate: bool, export: bool,
     out: Callable[[Any], None], start: float, trial_fn: Callable[..., None] | None, beat: _Heartbeat,
+    write_run_file: bool = True,
 ) -> SearchResult:  # fmt: skip
     import deeproots  # noqa: PLC0415
 
@@ -231,7 +239,8 @@ def _run_locked(
     provenance = {"deeproots_version": prov["deeproots"], "git_revision": prov["git_revision"], "torch": prov["torch"]}
     storage_obj = open_storage(paths.storage_url, heartbeat=True)
     info = prepare_study(plan, space, storage_obj, provenance, say=lambda m: out(f"  {m}"))
-    _write_run_file(paths)
+    if write_run_file:
+        _write_run_file(paths)
     budget = space.spec.search.trials
 
     if plan.mode == "restart":
@@ -278,6 +287,7 @@ def _run_locked(
     result.wall_seconds = time.time() - start
     result.states = state_counts(study)
     result.outcomes = outcome_counts(study)
+    result.stopped_at = stopped_at_rungs(study)
     result.pareto = pareto_rows(study)
     _summary(result, space, searcher, out)
     if export and not result.interrupted and result.pareto:
@@ -403,8 +413,9 @@ def _tune(
 
 def _summary(result: SearchResult, space: ResolvedSpace, searcher: Any, out: Callable[[Any], None]) -> None:
     out("")
+    at = ", ".join(f"{n} after epoch {e}" for e, n in sorted(result.stopped_at.items()))
     spent = (f"{result.epochs_spent:,} of {searcher.budget_epochs:,} epochs spent: {result.evaluated} schedule(s) "
-             f"trained to the end, {result.counted - result.evaluated} stopped early; "
+             f"trained to the end, {result.counted - result.evaluated} stopped early{f' ({at})' if at else ''}; "
              f"{searcher.infeasible} infeasible and {searcher.duplicates} duplicate proposal(s) answered without training")  # fmt: skip
     if result.interrupted:
         out(f"stopped: {spent}; rerun the same command to resume")

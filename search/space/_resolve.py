@@ -136,13 +136,14 @@ class ResolvedSpace:
         return {k: v for k, v in self.train.to_dict().items() if k not in EXECUTION_FIELDS}
 
     def identity(self) -> dict[str, Any]:
-        """The part of the space a study is bound to: all but budget, resources, storages, description.
+        """The part of the space a study is bound to: all but budget, resources, storages, description, confirm.
 
         Rerunning a run with a space that differs here is refused (``--fresh`` starts a new study);
-        ``search.trials`` may grow or shrink, and resources may change, between runs.
+        ``search.trials`` may grow or shrink, and resources and the ``confirm`` block (what is
+        reported and retrained after the search) may change, between runs.
         """
         d = self.spec.model_dump(mode="json")
-        for key in ("resources", "storage", "storage_path", "description", "profiles"):
+        for key in ("resources", "storage", "storage_path", "description", "profiles", "confirm"):
             d.pop(key, None)
         d["search"].pop("trials")
         d["trainer"] = self._train_fidelity()  # resolved: a changed TrainConfig default is a changed space

@@ -113,6 +113,13 @@ class SearchConfig(_Strict):
         return data
 
 
+class ConfirmConfig(_Strict):
+    """``confirm.*``: how a front is judged against noise. Not part of the search's identity: it
+    changes what is reported and retrained after the search, never a result the search recorded."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)  # tie test: p >= alpha (exact McNemar) is tied (search.engine.noise)
+
+
 class ResourcesConfig(_Strict):
     """``resources.*``: what one trial gets."""
 
@@ -145,6 +152,7 @@ class SearchSpace(_Strict):
     trainer: dict[str, Any] = Field(default_factory=dict)  # deeproots TrainConfig fields
     search: SearchConfig
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    confirm: ConfirmConfig = Field(default_factory=ConfirmConfig)  # noise: the tie test (not identity)
     storage: str | None = None  # SQLAlchemy URL; None: sqlite:///runs/<name>/study.db
     storage_path: str | None = None  # Ray Tune's storage (checkpoints): a path every node sees, s3://, gs://; None: runs/<name>/ray
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> {"key.path": value}: hardware profiles

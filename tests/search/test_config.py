@@ -314,3 +314,16 @@ def test_profiles_are_validated_and_the_unused_one_is_not_identity(tmp_path: Pat
     with pytest.raises(SpaceError) as e:
         load_space(doc, profile="cpu")
     assert e.value.key == "profiles.gpu" and "trainer.epochz" in str(e.value)
+
+
+def test_confirm_alpha_is_validated_and_not_identity() -> None:
+    a = load_space(tiny(), check_data=False)
+    b = load_space(tiny(), ["confirm.alpha=0.1"], check_data=False)
+    assert (a.spec.confirm.alpha, b.spec.confirm.alpha) == (0.05, 0.1)
+    assert a.identity() == b.identity() and a.fidelity_key() == b.fidelity_key()
+    for bad in ("0", "1", "high"):
+        with pytest.raises(SpaceError) as e:
+            load_space(tiny(), [f"confirm.alpha={bad}"], check_data=False)
+        assert e.value.key == "confirm.alpha" and "\n" not in str(e.value)
+    with pytest.raises(SpaceError, match="unknown key; allowed: alpha"):
+        load_space(tiny(), ["confirm.seeds=3"], check_data=False)

@@ -102,7 +102,7 @@ def test_test_accuracy_is_recorded_next_to_validation_and_weights_reproduce_it(e
         # The exported weights score the validation accuracy the search recorded (same split, CPU).
         assert m["val_accuracy_reevaluated"] == pytest.approx(m["val_accuracy"], abs=1 / 32 + 1e-9)
     report = (run / "export" / "report.md").read_text()
-    assert "| schedule | paper name | val acc | test acc |" in report
+    assert "| schedule | paper name | val acc ± s.e. | test acc |" in report
     assert "reproduces the recorded accuracy" in report
     assert "optuna-dashboard sqlite:///" in report
 
@@ -305,6 +305,99 @@ def test_points_fold_duplicates_and_mark_the_front(exported: tuple[Path, Any]) -
     assert {p.schedule_id for p in points if p.pareto} == {r["schedule_id"] for r in result.rows}
     assert {p.label for p in points if p.label} >= {"orig", "root-8"}
     assert 0.0 < result.hypervolume < 1.0 and math.isfinite(result.hypervolume)
+
+
+# ------------------------------------------------------------------------------------ results for a paper
+
+
+def test_pareto_csv_has_one_unit_convention_stated_in_its_header(exported: tuple[Path, Any]) -> None:
+    import yaml
+
+    import deeproots
+    from search.outputs._render import CSV_COLUMNS, CSV_UNITS
+
+    run, result = exported
+    out = run / "export"
+    with open(out / "pareto.csv") as f:
+        header = f.readline().strip().split(",")
+        f.seek(0)
+        rows = list(csv.DictReader(f))
+    assert header == CSV_COLUMNS and "flops_fraction_of_orig" in header and "flops_vs_orig" not in header
+    orig = deeproots.count_cost(deeproots.build_model("nin", "orig"), (3, 16, 16))
+    for r in rows:
+        acc, se = float(r["val_accuracy"]), float(r["val_accuracy_se"])
+        assert se == pytest.approx(math.sqrt(acc * (1 - acc) / 32))  # binomial, 32 validation images
+        assert 0.0 <= float(r["test_accuracy"]) <= 1.0
+        # a fraction like the accuracies, not a percentage (rounded to 0.1 % in the YAML)
+        assert float(r["flops_fraction_of_orig"]) == pytest.approx(int(r["flops"]) / orig.flops, abs=6e-4)
+        assert float(r["params_fraction_of_orig"]) == pytest.approx(int(r["params"]) / orig.params, abs=6e-4)
+        rec = yaml.safe_load((out / r["config"]).read_text())
+        assert rec["metrics"]["val_accuracy_se"] == pytest.approx(se)
+    report = (out / "report.md").read_text()
+    assert CSV_UNITS in report
+    first = rows[0]
+    shown = f"{100 * float(first['val_accuracy']):.2f} ± {100 * float(first['val_accuracy_se']):.2f} %"
+    assert shown in report
+
+
+def _png_size(path: Path) -> tuple[int, int, float | None]:
+    """(width, height, dots per inch from the pHYs chunk or None) of a PNG file."""
+    import struct
+
+    data = path.read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    at = data.find(b"pHYs")
+    dpi = None
+    if at > 0:
+        ppu_x, _, unit = struct.unpack(">IIB", data[at + 4 : at + 13])
+        dpi = ppu_x * 0.0254 if unit == 1 else None
+    return width, height, dpi
+
+
+def test_figures_for_a_paper_svg_pdf_png_short_titles_tags_and_error_bars(exported: tuple[Path, Any], tmp_path: Path) -> None:
+    from search.outputs._locate import locate_run, open_run
+    from search.outputs._plots import PNG_DPI, TITLE_MAX, write_figures
+
+    run, result = exported
+    out = run / "export"
+    for stem in ("accuracy_vs_flops", "accuracy_vs_params", "hypervolume"):
+        assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert "<svg" in (out / f"{stem}.svg").read_text()[:2000]
+        width, _, dpi = _png_size(out / f"{stem}.png")
+        assert width == 7.5 * PNG_DPI >= 1500 and dpi == pytest.approx(PNG_DPI, abs=1)
+    target = locate_run(run)
+    figs = write_figures(open_run(target.storage_url, target.study_name, target.run_dir), tmp_path)
+    front = [p for p in figs["points"] if p.pareto]
+    assert front and all(p.tag for p in front)  # every front point is labelled: paper name or #trial
+    for gid, fig in figs["figures"].items():
+        title = fig.layout.title.text
+        assert len(title) <= TITLE_MAX and "exp" not in title.lower().replace("export", ""), (gid, title)
+    flops = figs["figures"]["deeproots-accuracy-vs-flops"]
+    assert flops.layout.title.text == f"Accuracy vs FLOPs: {len(figs['points'])} schedules, {len(front)} on the front"
+    assert {a.text for a in flops.layout.annotations} == {p.tag for p in figs["points"] if p.tag}
+    trace = next(t for t in flops.data if t.name == "Pareto set (all objectives)")
+    expected = [math.sqrt(p.values["val_accuracy"] * (1 - p.values["val_accuracy"]) / 32) for p in front]
+    assert list(trace.error_y.array) == pytest.approx(expected)  # one standard error each
+
+
+def test_export_counts_models_with_an_eta_and_the_report_and_note_share_a_stamp(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    import search.outputs._plots as plots
+    from search.export import export_run
+
+    notes: list[str] = []
+    monkeypatch.setattr(plots, "attach_to_study", lambda study, figures, note=None: notes.append(note))
+    lines: list[str] = []
+    result = export_run(run, print_fn=lambda x: lines.append(str(x)))
+    n = len(result.configs)
+    counted = [line for line in lines if re.match(r"\s*\[\d+/\d+\] ", line)]
+    assert n >= 2 and [re.match(r"\s*\[(\d+)/(\d+)\]", line).groups() for line in counted] == [(str(i), str(n)) for i in range(1, n + 1)]
+    assert all("ETA ~" in line for line in counted[:-1]) and "ETA" not in counted[-1]
+    assert any(line.strip().startswith(f"evaluating {n} model(s) on 40 test images") for line in lines)
+    report = (run / "export" / "report.md").read_text()
+    stamp = re.search(r"Exported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d by deeproots \S+ \(git [^)]*\)", report)
+    assert stamp and len(notes) == 1 and stamp.group(0) in notes[0]
 
 
 # ------------------------------------------------------------------------------------ retrain

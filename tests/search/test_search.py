@@ -267,23 +267,30 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_search_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
+    """Trials run on a node other than the driver's, joined with ``--address``.
+
+    The head (where the driver runs) offers no CPU, so every trial must be placed on the second
+    node: which node takes a trial does not depend on timing or machine load.
+    """
     space = _write_space(tmp_path, search={"trials": 3})
     script = f"""
-import sys
+import json, sys
 from ray.cluster_utils import Cluster
-cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
-cluster.add_node(num_cpus=1)
+cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "include_dashboard": False}})
+worker = cluster.add_node(num_cpus=2)
 cluster.wait_for_nodes()
 from search.run import main
 code = main([{str(space)!r}, "--runs-dir", "runs", "--no-estimate", "--no-export", "--address", cluster.address])
+print(json.dumps({{"head": cluster.head_node.node_id, "worker": worker.node_id}}))
 cluster.shutdown()
 sys.exit(code)
 """
     proc = subprocess.run([PYTHON, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    nodes = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"head"')))
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/runs/tiny/study.db")
-    done = study.get_trials(states=(TrialState.COMPLETE,))
+    done = evaluated(study)
     assert len(done) == 3
-    nodes = {t.user_attrs["node_id"] for t in done}
-    assert len(nodes) == 2  # one CPU per node, one per trial: two trials at once means both nodes
+    assert {t.user_attrs["node_id"] for t in done} == {nodes["worker"]}  # every trial crossed to the other node
+    assert nodes["worker"] != nodes["head"]

@@ -117,6 +117,17 @@ def test_a_stream_of_duplicates_falls_back_to_an_unseen_schedule(tmp_path: Path)
     assert any(t.user_attrs.get("enqueued") for t in study.trials)
 
 
+def test_a_duplicate_proposal_is_replaced_by_its_nearest_unseen_neighbour(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 4})
+    s, study = e.searcher, e.study
+    a = s.suggest("a")  # orig: (0, 0)
+    s.on_trial_complete("a", result())
+    study.enqueue_trial(params_of(a))
+    b = s.suggest("b")
+    assert sum(abs(b[k] - a[k]) for k in ("conv2a", "conv3a")) == 1  # one step in one ordered parameter
+    assert study.trials[-1].user_attrs["enqueued"].startswith("unseen neighbour of duplicate proposal #1")
+
+
 def test_seeds_are_generation_zero_observations_for_nsga2(tmp_path: Path) -> None:
     e = make(tmp_path, seeds=["orig", "root-4", "col-2"], search={"trials": 6, "sampler": "nsga2"})
     s, study = e.searcher, e.study
