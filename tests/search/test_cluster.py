@@ -225,3 +225,25 @@ def test_the_lock_lives_in_the_database_not_in_the_run_folder(tmp_path: Path, po
     finally:
         held.release()
     assert not (tmp_path / "elsewhere").exists()
+
+
+# ------------------------------------------------------------------------------ the README's cluster commands
+
+
+def test_the_readme_cluster_commands_parse_and_name_only_options_that_exist() -> None:
+    """Every ``python -m search.run`` line of the README's cluster section is a valid command line."""
+    import re
+    import shlex
+
+    from search.run import _parser
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## On a Ray cluster"):]
+    section = section[: section.index("\n## ", 1)]
+    block = section[section.index("```bash"):].split("```")[1].replace("\\\n", " ")
+    commands = [line.split("#")[0] for line in block.splitlines() if line.strip().startswith("python -m search.run")]
+    assert len(commands) == 2
+    for line in commands:
+        args = _parser().parse_args(shlex.split(line)[3:])
+        assert args.address == "auto" and args.storage.startswith("postgresql+psycopg2://")
+        assert re.match(r"(s3://|/mnt/)", args.storage_path)
