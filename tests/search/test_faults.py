@@ -92,6 +92,16 @@ def _wait(condition: Any, proc: subprocess.Popen, log: Path, what: str, seconds:
         time.sleep(0.5)
 
 
+def _checkpoint_recorded(url: str, complete: int = 0) -> bool:
+    """Whether the driver recorded a checkpoint of a RUNNING trial in study ``tiny`` (and ``complete``
+    trials are COMPLETE) -- then Tune has registered it, and a restart or a rerun starts from it.
+    Called once the study exists (never races the driver creating it)."""
+    study = optuna.load_study(study_name="tiny", storage=url)
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < complete:
+        return False
+    return any("checkpoint" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def _trained_once(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTrial]:
     """The budget's trials: distinct schedules, each trained to the end exactly once."""
     done = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.EVALUATED]
@@ -111,7 +121,8 @@ def test_a_killed_worker_is_restarted_from_its_checkpoint_and_deterministic_erro
     argv = [str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
     proc = _start(_driver_script(argv, stall, damaged=True), tmp_path, log)
     try:
-        _wait(lambda: stalled(stall), proc, log, "a stalled worker")
+        url = f"sqlite:///{tmp_path}/runs/tiny/study.db"
+        _wait(lambda: stalled(stall) and _checkpoint_recorded(url), proc, log, "a stalled worker, its epoch-1 checkpoint recorded")
         (worker,) = stalled(stall)
         os.kill(worker["pid"], signal.SIGKILL)  # the Ray worker running the trial, held in epoch 2
         (stall / "release").touch()  # only now: the killed worker never got past its stall
@@ -158,10 +169,14 @@ from ray.cluster_utils import Cluster
 cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "include_dashboard": False}})
 nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
 cluster.wait_for_nodes()
-removed = {{}}
+def checkpoint_recorded():  # the driver recorded the stalled trial's epoch-1 checkpoint: Tune has it
+    import optuna
+    from optuna.trial import TrialState
+    study = optuna.load_study(study_name="tiny", storage={f"sqlite:///{tmp_path}/runs/tiny/study.db"!r})
+    return any("checkpoint" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 def remove_stalled_node():
     folder = Path({str(stall)!r})
-    while not list(folder.glob("stalled-*.json")):
+    while not list(folder.glob("stalled-*.json")) or not checkpoint_recorded():
         threading.Event().wait(0.2)
     info = json.loads(next(folder.glob("stalled-*.json")).read_text())
     node = next(n for n in nodes if n.node_id == info["node_id"])
@@ -208,7 +223,9 @@ def test_trials_in_s3_survive_a_driver_killed_mid_upload_and_export_from_there(t
     log = tmp_path / "first.log"
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        _wait(held.reached.is_set, proc, log, "an upload of the second trial's epoch-2 checkpoint")
+        url = f"sqlite:///{tmp_path}/runs/tiny/study.db"
+        _wait(lambda: held.reached.is_set() and _checkpoint_recorded(url, complete=1), proc, log,
+              "an upload of the second trial's epoch-2 checkpoint, its epoch-1 checkpoint recorded")  # fmt: skip
         proc.send_signal(signal.SIGKILL)  # the driver, while a worker is writing a checkpoint
         proc.wait(60)
     finally:
@@ -273,16 +290,9 @@ def test_a_postgresql_study_refuses_a_second_driver_resumes_exports_and_shows_in
     log = tmp_path / "a/first.log"
     proc = _start(_driver_script(argv, stall), tmp_path / "a", log)
 
-    def checkpoint_recorded() -> bool:
-        if not stalled(stall):
-            return False
-        with sa.create_engine(postgres_url, poolclass=sa.pool.NullPool).connect() as c:
-            return bool(c.execute(sa.text(
-                "select 1 from trials t join trial_user_attributes a on a.trial_id = t.trial_id "
-                "where t.state = 'RUNNING' and a.key = 'checkpoint'")).first())  # fmt: skip
-
     try:
-        _wait(checkpoint_recorded, proc, log, "a running trial with its epoch-1 checkpoint recorded")
+        _wait(lambda: stalled(stall) and _checkpoint_recorded(postgres_url), proc, log,
+              "a stalled worker, its epoch-1 checkpoint recorded")  # fmt: skip
         # A second driver on the same study, from another run folder: refused before it writes anything.
         (tmp_path / "b").mkdir()
         refuse = "import sys\nfrom tests.search.faulty import register\nregister()\nfrom search.run import main\n" \
