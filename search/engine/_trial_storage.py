@@ -122,7 +122,8 @@ class TrialStorage:
             while not folder.exists() and folder != folder.parent:
                 folder = folder.parent
             if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-                raise SpaceError("storage_path", f"cannot write to {self.uri}: {folder} is not a writable folder")
+                raise SpaceError("storage_path", f"cannot write to {self.uri}: {folder} is not a writable folder; "
+                                                 "name one this user may write (--storage-path)")  # fmt: skip
             return
         fs, path = self.filesystem()
         probe = f"{path.rstrip('/')}/.deeproots-write-test-{uuid.uuid4().hex[:8]}"
@@ -132,7 +133,9 @@ class TrialStorage:
                 f.write(b"ok")
             fs.delete_file(probe)
         except Exception as e:  # noqa: BLE001 (pyarrow/boto errors of every kind: one line)
-            raise SpaceError("storage_path", f"cannot write to {_hide(self.uri)}: {str(e).splitlines()[0]}") from None
+            raise SpaceError("storage_path", f"cannot write to {_hide(self.uri)}: {str(e).splitlines()[0]}; check that the "
+                                             "bucket exists and that this machine's credentials (in its environment) "
+                                             "may write there") from None  # fmt: skip
 
     def uri_of(self, fs_path: str) -> str:
         """The URI of ``fs_path``, a path on this location's filesystem (a checkpoint Tune persisted)."""
