@@ -85,7 +85,7 @@ def test_dashboard_lists_the_study_metric_names_attributes_and_export_figures(ru
         detail = _study_detail(base, "exp")
         assert detail["objective_names"] == OBJECTIVES
         attrs = {a["key"] for a in detail["union_user_attrs"]}
-        assert {"schedule_id", "schedule", "flops", "params", "outcome", "val_accuracy_per_epoch", "weights"} <= attrs
+        assert {"schedule_id", "schedule", "flops", "params", "outcome", "val_accuracy_per_epoch", "checkpoint"} <= attrs
         assert sum(t["state"] == "Complete" for t in detail["trials"]) == 5  # (+ duplicate proposals, FAIL)
         best = {_attr(t, "schedule_id") for t in detail["best_trials"]}
         assert best == {r["schedule_id"] for r in result.rows}

@@ -124,7 +124,8 @@ def test_load_exported_round_trip_params_flops_and_weights(exported: tuple[Path,
         cost = deeproots.count_cost(model, tuple(rec["input_size"]))
         assert (cost.params, cost.flops) == (rec["objectives"]["params"], rec["objectives"]["flops"])
         assert model.schedule.id == row["schedule_id"] and not model.training
-        trial_weights = load_file(str(run / _study(run).trials[rec["search"]["trial"]].user_attrs["weights"]))
+        checkpoint = run / _study(run).trials[rec["search"]["trial"]].user_attrs["checkpoint"]  # relative to the run
+        trial_weights = load_file(str(checkpoint / "weights.safetensors"))
         state = model.state_dict()
         assert state.keys() == trial_weights.keys()
         assert all(torch.equal(state[k], trial_weights[k]) for k in state)
