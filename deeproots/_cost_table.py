@@ -38,6 +38,7 @@ import torch.nn as nn
 
 from ._cost import count_cost
 from ._build import build_model
+from ._meta import shapes_only
 from .models import get_arch
 from .schedules import Schedule, describe_layers, resolve_schedule
 
@@ -46,7 +47,7 @@ __all__ = ["CostTable"]
 
 def _conv_like(conv: nn.Conv2d, groups: int) -> nn.Conv2d:
     """``conv`` with another group count, on the meta device (shapes only)."""
-    with torch.device("meta"):
+    with shapes_only():
         return nn.Conv2d(
             conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
             dilation=conv.dilation, groups=groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
@@ -138,7 +139,7 @@ class CostTable:
         num_classes = spec.num_classes if num_classes is None else int(num_classes)
         size = tuple(int(s) for s in (spec.input_size if input_size is None else input_size))
         infos = [info for info in describe_layers(arch, num_classes) if not info.aux]  # a schedule's layers
-        with torch.device("meta"):  # shapes only: nothing is allocated
+        with shapes_only():  # shapes only: nothing is allocated
             model = build_model(arch, "orig", num_classes, **model_options)
         base = count_cost(model, size)
         calls = _call_shapes(model, size)

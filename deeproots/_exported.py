@@ -319,6 +319,7 @@ def load_exported(
 
     from ._build import build_model  # noqa: PLC0415
     from ._cost import count_cost  # noqa: PLC0415
+    from ._meta import shapes_only  # noqa: PLC0415
     from ._uri import read_bytes  # noqa: PLC0415
     from .models import aux_heads, drop_aux  # noqa: PLC0415
     from .schedules import resolve_schedule  # noqa: PLC0415
@@ -346,7 +347,7 @@ def load_exported(
     schedule = resolve_schedule(cfg.arch, dict(cfg.groups) if cfg.groups else cfg.schedule_id, cfg.num_classes)
     if schedule.id != cfg.schedule_id:
         raise ValueError(f"{yaml_path}: schedule groups give id {schedule.id}, but the file records {cfg.schedule_id}")
-    with torch.device("meta"):  # build the shapes only; the tensors come from the file
+    with shapes_only():  # build the shapes only; the tensors come from the file
         model = build_model(cfg.arch, schedule, num_classes=cfg.num_classes, **cfg.model_options)
     if check_cost:  # the network as trained and measured (shapes only: before any tensor is loaded)
         cost = count_cost(model, cfg.input_size)

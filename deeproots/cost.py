@@ -22,6 +22,7 @@ import torch
 
 from . import provenance
 from ._cost import compare_latency, count_cost
+from ._meta import shapes_only
 from ._build import build_model
 from .models import get_arch, list_architectures
 from .schedules import Schedule, describe_layers, paper_schedules, resolve_schedule
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    with torch.device("meta"):  # costing needs shapes only
+    with shapes_only():  # costing needs shapes only
         costs = {n: count_cost(build_model(args.arch, s, args.num_classes), input_size) for n, s in schedules.items()}
     latencies = {}
     if args.latency:

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from ._meta import shapes_only
 from .models import aux_heads
 from .models._registry import get_arch
 
@@ -73,7 +74,7 @@ def _common_divisors(a: int, b: int) -> tuple[int, ...]:
 @lru_cache(maxsize=None)
 def _describe(arch: str, num_classes: int) -> tuple[LayerInfo, ...]:
     spec = get_arch(arch)
-    with torch.device("meta"):  # shapes only: no memory, no init cost
+    with shapes_only():  # shapes only: no memory, no init cost
         model = spec.builder({}, num_classes)
     aux = tuple(f"{head}." for head in aux_heads(model))
     layers = []

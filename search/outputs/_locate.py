@@ -160,8 +160,9 @@ def _orig_cost(meta: StudyMeta) -> Any:
     import torch  # noqa: PLC0415
 
     import deeproots  # noqa: PLC0415
+    from deeproots._meta import shapes_only  # noqa: PLC0415
 
-    with torch.device("meta"):
+    with shapes_only():
         model = deeproots.build_model(meta.arch, "orig", num_classes=meta.num_classes, **meta.model_options)
     return deeproots.count_cost(model, meta.input_size)
 
