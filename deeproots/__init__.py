@@ -13,14 +13,17 @@ Example:
 from __future__ import annotations
 
 from ._cost import Cost, Latency, compare_latency, count_cost, fold_batchnorm, measure_latency
+from ._cost_table import CostTable
 from ._version import __version__, provenance
-from .models import build_model, list_architectures
+from ._build import build_model
+from .models import drop_aux, list_architectures
 from .schedules import LayerInfo, Schedule, describe_layers, paper_schedules, resolve_schedule
 
 __all__ = [
     "__version__",
     "provenance",
     "build_model",
+    "drop_aux",
     "list_architectures",
     "describe_layers",
     "resolve_schedule",
@@ -29,6 +32,7 @@ __all__ = [
     "Schedule",
     "count_cost",
     "Cost",
+    "CostTable",
     "measure_latency",
     "compare_latency",
     "fold_batchnorm",
@@ -36,7 +40,7 @@ __all__ = [
 ]
 
 # --- training: data sets and the trainer (deeproots/data, deeproots/training.py) ---
-from .data import DataBundle, FolderSplit, TensorSplit, load_data  # noqa: E402
+from .data import DataBundle, DataError, DatasetInfo, FolderSplit, TensorSplit, dataset_info, load_data  # noqa: E402
 from .training import (  # noqa: E402
     EpochResult,
     FitResult,
@@ -44,6 +48,7 @@ from .training import (  # noqa: E402
     StepProgress,
     TrainConfig,
     evaluate,
+    evaluate_per_image,
     fit,
     native_bf16,
     resolve_precision,
@@ -51,12 +56,16 @@ from .training import (  # noqa: E402
 
 __all__ += [
     "load_data",
+    "dataset_info",
+    "DatasetInfo",
+    "DataError",
     "DataBundle",
     "TensorSplit",
     "FolderSplit",
     "TrainConfig",
     "fit",
     "evaluate",
+    "evaluate_per_image",
     "EpochResult",
     "FitResult",
     "StepProgress",
@@ -65,6 +74,10 @@ __all__ += [
     "NonFiniteLossError",
 ]
 
-from ._exported import load_exported  # noqa: E402  (exported Pareto models: YAML + safetensors)
+from ._exported import ExportedConfig, load_exported  # noqa: E402  (exported Pareto models: YAML + safetensors)
 
-__all__ += ["load_exported"]
+__all__ += ["ExportedConfig", "load_exported"]
+
+from ._per_image import accuracy_se, pack_correct, unpack_correct  # noqa: E402  (per-image results, standard error)
+
+__all__ += ["pack_correct", "unpack_correct", "accuracy_se"]

@@ -3,13 +3,14 @@
 FLOPs are the multiply-adds of every convolution and fully-connected layer
 (``k*k*c_in/g*c_out*H_out*W_out``) plus one for each bias *parameter* (once per output channel,
 not per pixel); BatchNorm, ReLU and pooling are not counted. Parameters are the weights and biases of
-the convolutions and FC layers that run in an inference forward pass (BatchNorm and auxiliary
-heads are not counted). FLOPs are measured with ``thop`` and rules for this convention, on a deep
-copy of the model so that no counting state leaks into the caller's model or its ``state_dict``.
+the convolutions and FC layers that run, each tensor once (BatchNorm is not counted). A model's
+auxiliary classifiers (``model.aux_heads``, GoogLeNet's) are counted too, as the paper counted them.
+FLOPs are measured with ``thop`` and rules for this convention, on a deep copy of the model so that no
+counting state leaks into the caller's model or its ``state_dict``.
 
 Latency follows one recorded protocol (DESIGN.md): inference mode, BatchNorm folded into the convs,
-the faster memory format, a stated batch size and thread count, median of interleaved repeats after
-warm-up. FLOPs are not time: measure both.
+auxiliary classifiers dropped, the faster memory format, a stated batch size and thread count, median
+of interleaved repeats after warm-up. FLOPs are not time: measure both.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any, Iterator, Mapping
 import thop
 import torch
 import torch.nn as nn
+
+from .models import aux_heads, drop_aux
 
 __all__ = ["Cost", "count_cost", "Latency", "measure_latency", "compare_latency", "fold_batchnorm", "LatencyCache"]
 
@@ -61,15 +64,53 @@ def _no_ops(m: nn.Module, x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
     """BatchNorm, activations, pooling, dropout: not counted in the paper's convention."""
 
 
-def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> Cost:
+#: Counting rule per layer type. A subclass (a weight-standardised conv, a quantisation-aware linear)
+#: takes the rule of its nearest ancestor here; any other layer counts nothing.
+_RULES: dict[type, Any] = {nn.Conv2d: _conv_rule, nn.Linear: _linear_rule}
+#: Attributes thop (older releases) leaves on a profiled model; they would shadow its own.
+_THOP_LEFTOVERS = ("total_ops", "total_params")
+
+
+def _rule_for(cls: type) -> Any:
+    return next((_RULES[t] for t in cls.__mro__ if t in _RULES), _no_ops)
+
+
+class _TrainingTop(nn.Module):
+    """Runs ``net`` with only its own ``training`` flag up, so that the branches it takes in training
+    (auxiliary classifiers) run while every layer inside stays in eval mode (thop sets eval first)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> Any:
+        self.net.training = True
+        try:
+            return self.net(x)
+        finally:
+            self.net.training = False
+
+
+def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None, *, aux: bool = True) -> Cost:
     """Parameters and FLOPs of ``model`` for one image of ``input_size``, in the paper's convention.
 
     The model is deep-copied and run once (batch 1, eval mode, no grad) on its own device; build it
-    under ``torch.device("meta")`` to cost many schedules without allocating weights.
+    under ``torch.device("meta")`` to cost many schedules without allocating weights. A layer run
+    twice counts its FLOPs twice; a parameter tensor shared by several layers counts once. A subclass
+    of ``nn.Conv2d`` or ``nn.Linear`` is counted as its parent class.
 
     Args:
         model: any network made of ``nn.Conv2d`` / ``nn.Linear`` (and uncounted layers).
         input_size: ``(C, H, W)``; defaults to ``model.default_input_size`` for registry models.
+        aux: also count the auxiliary classifiers named in ``model.aux_heads`` -- the network that
+            trains, which is what Ioannou et al. counted for GoogLeNet (1,716,324,392 FLOPs,
+            18,809,576 parameters ungrouped). False: only what runs at inference.
+
+    Returns:
+        :class:`Cost` with ``params`` (count) and ``flops`` (multiply-adds per image).
+
+    Raises:
+        ValueError: no or a malformed ``input_size``, or one the network cannot take.
 
     Example:
         >>> import deeproots
@@ -83,35 +124,41 @@ def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None)
     if len(input_size) != 3 or any(int(s) <= 0 for s in input_size):
         raise ValueError(f"input_size must be (C, H, W) with positive sizes, got {tuple(input_size)}")
     probe = copy.deepcopy(model)
+    for m in probe.modules():  # a model thop has profiled before may carry its counters: drop them from the copy
+        for name in _THOP_LEFTOVERS:
+            if name in dict(m.named_buffers(recurse=False)) or name in vars(m):
+                delattr(m, name)
     param = next(probe.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     x = torch.zeros(1, *input_size, device=device)
     # Every leaf type in the model gets a rule, so thop neither warns nor counts anything else.
-    rules: dict[type, Any] = {type(m): _no_ops for m in probe.modules() if not list(m.children())}
-    rules.update({nn.Conv2d: _conv_rule, nn.Linear: _linear_rule})
+    rules: dict[type, Any] = {type(m): _rule_for(type(m)) for m in probe.modules() if not list(m.children())}
+    rules.update(_RULES)
+    runner: nn.Module = _TrainingTop(probe) if aux and aux_heads(probe) else probe
     try:
-        flops, _ = thop.profile(probe, inputs=(x,), custom_ops=rules, verbose=False)
+        flops, _ = thop.profile(runner, inputs=(x,), custom_ops=rules, verbose=False)
     except RuntimeError as exc:
         raise ValueError(f"input_size {tuple(input_size)} does not fit this network: {exc}") from exc
-    params = sum(
-        p.numel()
-        for m in probe.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.__dict__.get("_deeproots_ran")
-        for p in (m.weight, m.bias)
-        if p is not None
-    )
-    return Cost(params=int(params), flops=int(round(flops)))
+    counted: dict[int, int] = {}  # id(tensor) -> elements: a tied tensor is one set of parameters
+    for m in probe.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.__dict__.get("_deeproots_ran"):
+            for p in (m.weight, m.bias):
+                if p is not None:
+                    counted[id(p)] = p.numel()
+    return Cost(params=int(sum(counted.values())), flops=int(round(flops)))
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair folded into the conv.
 
-    Uses ``torch.fx`` (``torch.fx.experimental.optimization.fuse``); a model that cannot be traced is
-    returned as an unfolded eval copy. The outputs equal the original's in eval mode.
+    The deployment form: auxiliary classifiers (``model.aux_heads``), which never run at inference,
+    are dropped from the copy. Uses ``torch.fx`` (``torch.fx.experimental.optimization.fuse``); a model
+    that cannot be traced is returned as an unfolded eval copy. The outputs equal the original's in
+    eval mode.
     """
     from torch.fx.experimental.optimization import fuse
 
-    eval_copy = copy.deepcopy(model).eval()
+    eval_copy = drop_aux(copy.deepcopy(model)).eval()
     try:
         return fuse(eval_copy, inplace=True)
     except Exception:  # untraceable control flow: keep the plain eval copy
@@ -177,7 +224,8 @@ def compare_latency(
     from other processes or clock changes hit all of them alike.
 
     Args:
-        models: name -> model (left untouched: each is copied, folded and moved).
+        models: name -> model (left untouched: each is copied, folded and moved; auxiliary
+            classifiers are dropped from the copy).
         input_size: ``(C, H, W)``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         batch_size: images per forward; 1 is deployment latency.
@@ -210,7 +258,7 @@ def compare_latency(
     with _threads(threads) as n_threads, torch.inference_mode():
         prepared: dict[str, dict[str, nn.Module]] = {}
         for name, model in models.items():
-            base = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+            base = fold_batchnorm(model) if fold_bn else drop_aux(copy.deepcopy(model)).eval()
             prepared[name] = {f: copy.deepcopy(base).to(device, memory_format=torch_formats[f]) for f in formats}
         chosen: dict[str, str] = {}
         for name, variants in prepared.items():

@@ -22,7 +22,8 @@ import torch
 
 from . import provenance
 from ._cost import compare_latency, count_cost
-from .models import build_model, get_arch, list_architectures
+from ._build import build_model
+from .models import get_arch, list_architectures
 from .schedules import Schedule, describe_layers, paper_schedules, resolve_schedule
 
 

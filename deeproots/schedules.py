@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from .models import aux_heads
 from .models._registry import get_arch
 
 __all__ = ["LayerInfo", "Schedule", "describe_layers", "resolve_schedule", "paper_schedules", "ScheduleLike"]
@@ -48,7 +49,11 @@ class LayerInfo:
         out_channels: output channels.
         stage: the unit the paper's schedules and the "per stage" shorthand use
             (``"conv2"``, ``"layer3"``, ``"inception4"``).
-        valid_groups: the group counts that divide both channel counts, ascending.
+        valid_groups: the group counts that divide both channel counts, ascending; ``(1,)`` for a
+            conv of an auxiliary classifier.
+        aux: the conv belongs to an auxiliary classifier (GoogLeNet's ``aux1.conv``): trained and
+            counted, never grouped, and not part of a :class:`Schedule` (so schedule ids do not
+            depend on whether a model was built with its auxiliary classifiers).
     """
 
     name: str
@@ -58,6 +63,7 @@ class LayerInfo:
     out_channels: int
     stage: str
     valid_groups: tuple[int, ...]
+    aux: bool = False
 
 
 def _common_divisors(a: int, b: int) -> tuple[int, ...]:
@@ -69,10 +75,12 @@ def _describe(arch: str, num_classes: int) -> tuple[LayerInfo, ...]:
     spec = get_arch(arch)
     with torch.device("meta"):  # shapes only: no memory, no init cost
         model = spec.builder({}, num_classes)
+    aux = tuple(f"{head}." for head in aux_heads(model))
     layers = []
     for name, m in model.named_modules():  # registration order is forward order in every family
         if isinstance(m, nn.Conv2d):
             k = m.kernel_size[0]
+            is_aux = name.startswith(aux) if aux else False
             layers.append(
                 LayerInfo(
                     name=name,
@@ -81,7 +89,8 @@ def _describe(arch: str, num_classes: int) -> tuple[LayerInfo, ...]:
                     in_channels=m.in_channels,
                     out_channels=m.out_channels,
                     stage=spec.stage_of(name),
-                    valid_groups=_common_divisors(m.in_channels, m.out_channels),
+                    valid_groups=(1,) if is_aux else _common_divisors(m.in_channels, m.out_channels),
+                    aux=is_aux,
                 )
             )
     return tuple(layers)
@@ -89,6 +98,9 @@ def _describe(arch: str, num_classes: int) -> tuple[LayerInfo, ...]:
 
 def describe_layers(arch: str, num_classes: int | None = None) -> list[LayerInfo]:
     """The convolutions of ``arch`` in forward order, with the group counts each one accepts.
+
+    Auxiliary classifiers' convs (GoogLeNet) are listed with ``aux=True`` and ``valid_groups=(1,)``;
+    a :class:`Schedule` covers the others.
 
     Args:
         arch: a registered architecture (:func:`deeproots.list_architectures`).
@@ -112,7 +124,8 @@ class Schedule:
 
     Attributes:
         arch: the architecture.
-        groups: layer name -> group count, every conv, in forward order (treat as read-only).
+        groups: layer name -> group count, every conv but the auxiliary classifiers' (which always
+            keep 1), in forward order (treat as read-only).
         name: the paper name it was built from (``"root-8"``), else ``None``.
     """
 
@@ -166,6 +179,8 @@ def _check_count(layer: LayerInfo, g: Any) -> int:
             g = int(g)
         else:
             raise ValueError(f"layer {layer.name!r}: group count must be a whole number, got {g!r}")
+    if layer.aux and g != 1:
+        raise ValueError(f"layer {layer.name!r} belongs to an auxiliary classifier and keeps 1 group, got {g}")
     if g not in layer.valid_groups:
         raise ValueError(
             f"layer {layer.name!r} ({layer.in_channels}->{layer.out_channels} channels) cannot use {g} groups; "
@@ -189,7 +204,7 @@ def _from_named(arch: str, name: str, layers: Sequence[LayerInfo]) -> dict[str, 
     return {
         layer.name: max(1, int(n * table[layer.stage]))
         for layer in layers
-        if layer.kind == "spatial" and layer.stage in table
+        if layer.kind == "spatial" and layer.stage in table and not layer.aux
     }
 
 
@@ -213,8 +228,9 @@ def resolve_schedule(arch: str, schedule: ScheduleLike = "orig", num_classes: in
         >>> deeproots.resolve_schedule("resnet50", "root-64").groups["layer4.2.conv2"]
         8
     """
-    layers = describe_layers(arch, num_classes)
-    by_name = {layer.name: layer for layer in layers}
+    every = describe_layers(arch, num_classes)
+    by_name = {layer.name: layer for layer in every}
+    layers = [layer for layer in every if not layer.aux]  # what a schedule covers
     name: str | None = None
     if isinstance(schedule, Schedule):
         if schedule.arch != arch:
@@ -252,6 +268,9 @@ def resolve_schedule(arch: str, schedule: ScheduleLike = "orig", num_classes: in
         raw = _from_sequence(arch, list(schedule), layers)
     else:
         raise ValueError(f"schedule must be a name, a mapping, a sequence or a Schedule, got {type(schedule).__name__}")
+    for layer in every:  # an auxiliary classifier's conv may be named, at its only count
+        if layer.aux and layer.name in raw:
+            _check_count(layer, raw[layer.name])
     groups = {layer.name: _check_count(layer, raw.get(layer.name, 1)) for layer in layers}
     return Schedule(arch, groups, name)
 

@@ -6,8 +6,9 @@ Builds the network, counts its cost, trains it with :func:`deeproots.fit` under 
 ``images_per_second``, ``params``, ``flops``, the history, the resolved config and provenance);
 the progress bar goes to stderr.
 
-Bad input (unknown architecture, schedule or data set, a missing folder, numbers out of range)
-ends with one line on stderr naming what is wrong and exit status 2.
+Bad input (unknown architecture, schedule or data set, a missing folder, a damaged data file or
+image, sizes the data cannot meet, numbers out of range) ends with one line on stderr naming what
+is wrong and exit status 2.
 
 ``--config RUN/export/<id>.yaml`` retrains a configuration exported by ``python -m search.export``:
 architecture, schedule, data set, validation split and trainer recipe come from the file (flags
@@ -99,8 +100,8 @@ def _build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", default="cifar10", choices=DATASETS)
     data.add_argument(
         "--data-root", type=Path, default=None,
-        help="cifar10: folder with cifar-10-batches-py (default: download into the cache dir); "
-        "imagefolder: folder with train/ and val/",
+        help="cifar10: folder with cifar-10-batches-py; imagefolder: folder with train/ and val/ "
+        "(default: $DEEPROOTS_DATA; cifar10 then downloads into the cache dir)",
     )  # fmt: skip
     data.add_argument("--cache-dir", type=Path, default=None, help="decoded-tensor cache")
     data.add_argument("--subset", type=_number(int, 1), default=None,
@@ -234,19 +235,15 @@ _RECIPE_FLAGS = ("epochs", "batch_size", "lr", "lr_schedule", "warmup_fraction",
 
 def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
     """The run an exported YAML describes, at full budget, with the flags given applied on top."""
-    from ._exported import read_exported
+    from ._exported import ExportedConfig
 
     if args.resume and args.checkpoint is None:
         raise _UsageError("--resume needs --checkpoint")
     if explicit & {"arch", "schedule"}:
         raise _UsageError("--config gives the architecture and schedule; drop --arch/--schedule")
-    rec = read_exported(args.config)
-    data = dict(rec.get("data") or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    recipe = {k: v for k, v in (rec.get("training") or {}).items() if k in known}
-    if (rec.get("training") or {}).get("bf16") is False and "precision" not in recipe:
-        recipe["precision"] = "fp32"  # an export from before TrainConfig.precision (bf16: false)
-    recipe.update({k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit})
+    cfg = ExportedConfig.read(args.config)
+    data = cfg.data
+    overrides = {k: getattr(args, k) for k in _RECIPE_FLAGS if k in explicit}
     options: dict[str, Any] = dict(data.get("options") or {})
     options["subset"] = args.subset  # full budget: the whole training split unless --subset
     options["val_size"] = args.val_size if "val_size" in explicit else int(data.get("val_size", 5000))
@@ -254,25 +251,25 @@ def _spec_from_config(args: argparse.Namespace, explicit: set[str]) -> _RunSpec:
         if key in explicit:
             options[key] = getattr(args, key)
     root = data.get("root")
-    schedule = rec["schedule"]
-    metrics = rec.get("metrics") or {}
+    config = cfg.train_config(**overrides)
+    metrics = cfg.metrics
     return _RunSpec(
-        arch=rec["arch"],
-        schedule=dict(schedule.get("groups") or {}) or schedule["id"],
+        arch=cfg.arch,
+        schedule=dict(cfg.groups) or cfg.schedule_id,
         dataset=args.dataset if "dataset" in explicit else data.get("name", "cifar10"),
         data_root=args.data_root if "data_root" in explicit else (Path(root) if root else None),
         data_options=options,
-        config=TrainConfig(**recipe),
+        config=config,
         cache_dir=args.cache_dir,
         checkpoint=args.checkpoint,
         resume=args.resume,
         test=not args.no_test,
-        model_options=dict(rec.get("model_options") or {}),
+        model_options=dict(cfg.model_options),
         data_seed=int(data.get("seed", 0)),
         extra={"exported": {
-            "config": str(args.config), "schedule": schedule.get("id"), "name": schedule.get("name"),
+            "config": str(args.config), "schedule": cfg.schedule_id, "name": cfg.schedule_name,
             "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
-            "epochs": metrics.get("epochs_trained", recipe.get("epochs")), "subset": data.get("subset"),
+            "epochs": metrics.get("epochs_trained", cfg.training.get("epochs")), "subset": data.get("subset"),
             "params": metrics.get("params"), "flops": metrics.get("flops"),
         }},  # fmt: skip
     )

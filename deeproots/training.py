@@ -23,7 +23,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,8 @@ __all__ = [
     "NonFiniteLossError",
     "fit",
     "evaluate",
+    "evaluate_per_image",
+    "checkpoint_history",
     "resolve_precision",
     "native_bf16",
 ]
@@ -717,6 +719,40 @@ def _model_memory_format(model: nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _evaluation_pass(
+    model: nn.Module, split: Split, config: TrainConfig, device: torch.device, per_image: bool
+) -> tuple[float, int, Tensor | None]:
+    """One pass over ``split`` in order: (summed cross-entropy, images right, per-image bools or None)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    right: list[Tensor] = []
+    try:
+        with _run_settings(config, device), torch.inference_mode(), _autocast(config, device):
+            batches = split.batches(
+                config.eval_batch_size, device=device, memory_format=_model_memory_format(model)
+            )
+            for images, labels in batches:
+                logits = model(images).float()
+                loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
+                hits = logits.argmax(1) == labels  # B bools, in the split's order
+                correct += hits.sum()
+                if per_image:
+                    right.append(hits)
+    finally:
+        model.train(was_training)
+    flags = torch.cat(right).cpu() if per_image else None
+    return loss_sum.item(), int(correct.item()), flags
+
+
+def _eval_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    return torch.device(device)
+
+
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -737,6 +773,7 @@ def evaluate(
 
     Returns:
         ``(loss, accuracy)`` with accuracy in [0, 1]; ``(nan, nan)`` for an empty split.
+        :func:`evaluate_per_image` says which images were right.
 
     Example:
         >>> import torch
@@ -748,29 +785,53 @@ def evaluate(
         True
     """
     config = config or TrainConfig()
-    if device is None:
-        first = next(model.parameters(), None)
-        device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = _eval_device(model, device)
     if len(split) == 0:
         return math.nan, math.nan
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    try:
-        with _run_settings(config, device), torch.inference_mode(), _autocast(config, device):
-            batches = split.batches(
-                config.eval_batch_size, device=device, memory_format=_model_memory_format(model)
-            )
-            for images, labels in batches:
-                logits = model(images).float()
-                loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
-                correct += (logits.argmax(1) == labels).sum()
-    finally:
-        model.train(was_training)
+    loss_sum, correct, _ = _evaluation_pass(model, split, config, device, per_image=False)
     n = len(split)
-    return loss_sum.item() / n, correct.item() / n
+    return loss_sum / n, correct / n
+
+
+def evaluate_per_image(
+    model: nn.Module,
+    split: Split,
+    config: TrainConfig | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> tuple[float, Tensor]:
+    """Like :func:`evaluate`, but says *which* images ``model`` classifies right (top-1).
+
+    Two models scored on the same split can then be compared image by image (a paired test such
+    as McNemar's needs the images one got right and the other wrong; ``search.mcnemar``), and
+    the share of True flags is exactly :func:`evaluate`'s accuracy. Store the flags compactly
+    with :func:`deeproots.pack_correct` (one bit per image).
+
+    Args:
+        model: the network; it stays where it is (``device`` defaults to its parameters' device).
+        split: e.g. ``data.val``; read in its own order, unaugmented.
+        config: as for :func:`evaluate`.
+        device: where to evaluate; the model must already be there.
+
+    Returns:
+        ``(loss, correct)``: mean cross-entropy (nan for an empty split) and a CPU ``bool`` tensor of
+        ``len(split)`` flags in split order, True where the arg-max class is the label.
+
+    Example:
+        >>> import torch
+        >>> from deeproots import evaluate_per_image, load_data
+        >>> data = load_data("synthetic", num_train=100, num_test=40, val_size=20)
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+        >>> loss, correct = evaluate_per_image(net, data.val)
+        >>> correct.shape, correct.dtype
+        (torch.Size([20]), torch.bool)
+    """
+    config = config or TrainConfig()
+    device = _eval_device(model, device)
+    if len(split) == 0:
+        return math.nan, torch.zeros(0, dtype=torch.bool)
+    loss_sum, _, flags = _evaluation_pass(model, split, config, device, per_image=True)
+    return loss_sum / len(split), flags  # type: ignore[return-value]
 
 
 def _load_checkpoint(
@@ -793,6 +854,28 @@ def _load_checkpoint(
             "resume with the same config and data, or start afresh"
         )
     return state
+
+
+def checkpoint_history(path: str | Path) -> list[EpochResult]:
+    """The epochs an epoch-end checkpoint of :func:`fit` holds (what a resumed run starts from).
+
+    Args:
+        path: a file written by ``fit(..., checkpoint_path=path)``.
+
+    Returns:
+        One :class:`EpochResult` per epoch trained before the checkpoint was written; empty when
+        the file does not exist.
+
+    Raises:
+        ValueError: the file is not a deeproots checkpoint.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(p)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT})")
+    return [EpochResult(**h) for h in state["history"]]
 
 
 def fit(
@@ -923,6 +1006,20 @@ def fit(
     )
 
 
+#: Weight of each auxiliary classifier's loss (Szegedy et al., "Going Deeper with Convolutions", 2015,
+#: Sec. 5: "their loss is added to the total loss of the network with a discount weight (0.3)").
+AUX_LOSS_WEIGHT = 0.3
+
+
+def _training_loss(criterion: nn.Module, out: Tensor | tuple[Tensor, ...], y: Tensor) -> Tensor:
+    """The loss of one step. A model with auxiliary classifiers (GoogLeNet) returns ``(logits, aux1,
+    aux2, ...)`` in training mode: the main loss plus ``AUX_LOSS_WEIGHT`` times each auxiliary loss."""
+    if isinstance(out, tuple):
+        main, *aux = out
+        return criterion(main.float(), y) + AUX_LOSS_WEIGHT * sum(criterion(a.float(), y) for a in aux)
+    return criterion(out.float(), y)
+
+
 def _train_epoch(
     model: nn.Module,
     train: Split,
@@ -950,7 +1047,7 @@ def _train_epoch(
     batches = _train_batches(train, config, epoch, device, memory_format)
     for step, (x, y) in enumerate(batches):
         with _autocast(config, device):
-            loss = criterion(model(x).float(), y)
+            loss = _training_loss(criterion, model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -21,9 +21,22 @@ import sys
 import warnings
 from typing import Any, NoReturn
 
-from ._export import ExportError, ExportResult, export_run, export_study
+from typing import TYPE_CHECKING
 
-__all__ = ["main", "export_run", "export_study", "ExportError", "ExportResult"]
+from .outputs._locate import ExportError
+
+if TYPE_CHECKING:
+    from .outputs._export import ExportResult
+
+__all__ = ["main", "export_run", "export_study", "ExportError", "ExportResult"]  # noqa: F822 (PEP 562 below)
+
+
+def __getattr__(name: str):  # noqa: ANN202 (PEP 562: the export's heavy imports wait until used)
+    if name in ("export_run", "export_study", "ExportResult"):
+        from .outputs import _export  # noqa: PLC0415
+
+        return getattr(_export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --storage needs --out DIR (where to write)", file=sys.stderr)
         return 2
     common = dict(onnx=args.onnx, test=not args.no_test, data_root=args.data_root, dashboard=not args.no_dashboard)
+    from .outputs._export import export_run, export_study  # noqa: PLC0415
+
     try:
         if args.run is not None:
             export_run(args.run, study=args.study, out_dir=args.out, **common)

@@ -5,9 +5,10 @@ Example:
     python -m search.run spaces/nin-spatial.yaml --dry-run
     optuna-dashboard sqlite:///runs/nin/study.db
 
-Exit status: 0 done (or dry run), 1 a runtime error, 2 an invalid space, override or option (one
-line on stderr, nothing written), 130 stopped by Ctrl-C (everything finished so far is kept;
-rerunning the same command resumes).
+Exit status: 0 done (or dry run), 1 a runtime error (or the search stopped itself: trials failing
+the same way, a region of constraint breaches -- the reason is printed), 2 an invalid space,
+override, option or data (one line on stderr, nothing written), 130 stopped by Ctrl-C (everything
+finished so far is kept; rerunning the same command resumes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from ._config import SpaceError, load_space
+from .space._schema import SpaceError
 
 __all__ = ["main"]
 
@@ -39,12 +40,50 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default: the space's name); the run lives in RUNS/NAME/")
     p.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///runs/NAME/study.db)")
     p.add_argument("--address", help="address of an existing Ray cluster (ray start --head); default: a local one")
+    p.add_argument("--profile", help="hardware profile of the space (its profiles: keys); default: gpu when the machine "
+                                     "(or the cluster at --address) has a GPU, else cpu")  # fmt: skip
     p.add_argument("--runs-dir", default="runs", help="folder holding run folders (default: runs)")
-    p.add_argument("--dry-run", action="store_true", help="validate and describe the space; train nothing, write nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and describe the space (and how it differs from an existing run's); train nothing, write nothing")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="start a new study when the run exists with another space")
     p.add_argument("--no-estimate", action="store_true", help="skip the timed batch and the run-time estimate")
     p.add_argument("--no-export", action="store_true", help="skip the export step at the end")
     return p
+
+
+def choose_profile(names: list[str], requested: str | None, address: str | None) -> tuple[str | None, str]:
+    """The hardware profile to apply and why: ``--profile``, else ``gpu`` when GPUs are there, else ``cpu``.
+
+    With ``address`` the GPUs counted are the Ray cluster's (``ray.cluster_resources()``), else this
+    machine's. A space without profiles gets none.
+
+    Raises:
+        SpaceError: ``--profile`` names a profile the space does not have.
+    """
+    if requested is not None:
+        if requested not in names:
+            raise SpaceError("--profile", f"the space has no profile {requested!r}; its profiles: {', '.join(names) or 'none'}")
+        return requested, "chosen with --profile"
+    if not names:
+        return None, ""
+    if address is not None:
+        import ray  # noqa: PLC0415
+
+        from .runner._driver import _ray_init  # noqa: PLC0415
+
+        _ray_init(address)
+        gpus, where = int(ray.cluster_resources().get("GPU", 0)), f"the Ray cluster at {address}"
+    else:
+        import torch  # noqa: PLC0415
+
+        gpus, where = torch.cuda.device_count(), "this machine"
+    want = "gpu" if gpus else "cpu"
+    other = "cpu" if gpus else "gpu"
+    why = f"{where} has {gpus} GPU(s)" if gpus else f"{where} has no GPU"
+    if want not in names:
+        return None, f"{why}, and the space has no {want!r} profile: its own settings apply"
+    hint = f" (--profile {other} for the other one)" if other in names else ""
+    return want, why + hint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,21 +95,49 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
+    joined = _ray_running()
     try:
-        space = load_space(args.space, args.overrides, name=args.name, check_data=not args.dry_run)
-        from ._study import make_sampler, plan_run  # noqa: PLC0415 (heavy imports after the cheap checks)
+        return _run(args)
+    finally:
+        if not joined and _ray_running():  # Ray joined or started here (checks, the search): leave it as found
+            import ray  # noqa: PLC0415
 
-        make_sampler(space, space.search.trials)
-        plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh)
+            ray.shutdown()
+
+
+def _ray_running() -> bool:
+    """Whether this process is connected to Ray (without importing Ray when nothing has)."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from .space._load import profile_names, read_space  # noqa: PLC0415
+
+        read_space(args.space, args.overrides, name=args.name)  # schema errors first: no torch, no Ray yet
+        profile, why = choose_profile(profile_names(args.space), args.profile, args.address)
+        if profile is not None or why:
+            print(f"profile {profile or '(none)'}: {why}", flush=True)
+        from .space import load_space  # noqa: PLC0415 (imports torch only after the schema checks)
+
+        space = load_space(args.space, args.overrides, name=args.name, check_data=False, profile=profile)
+        from .engine._study import make_sampler, plan_run  # noqa: PLC0415 (heavy imports after the cheap checks)
+
+        make_sampler(space, space.spec.search.trials)
+        plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh, refuse=not args.dry_run)
         if args.dry_run:
-            from ._runner import dry_run  # noqa: PLC0415
+            from .runner._estimate import dry_run  # noqa: PLC0415
 
             dry_run(space, plan, estimate=not args.no_estimate)
             return 0
+        from .runner._driver import check_resources  # noqa: PLC0415
+
+        check_resources(space, args.address)
+        space = space.with_data()  # last: it may download; every other check has passed
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from ._runner import run_search  # noqa: PLC0415
+    from .runner._driver import run_search  # noqa: PLC0415
 
     try:
         result = run_search(
@@ -83,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped (Ctrl-C); rerun the same command to resume", file=sys.stderr)
         return 130
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    return 1 if result.stop_reason else 0
 
 
 if __name__ == "__main__":

@@ -109,3 +109,92 @@ def test_cli_bad_input_is_one_line_exit_2(args: tuple[str, ...], message: str) -
     out = _cli(*args)
     assert out.returncode == 2
     assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+class _TiedConvs(torch.nn.Module):
+    """Two 3x3 convs (8 -> 4, no bias) that share one weight tensor: 288 parameters, run twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(8, 4, 3, padding=1, bias=False)
+        self.b = torch.nn.Conv2d(8, 4, 3, padding=1, bias=False)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+
+def test_tied_weights_count_once_flops_per_execution() -> None:
+    cost = deeproots.count_cost(_TiedConvs(), (8, 5, 5))
+    assert cost.params == 3 * 3 * 8 * 4  # one tensor, whichever layers use it
+    assert cost.flops == 2 * 3 * 3 * 8 * 4 * 5 * 5  # but each conv runs: two executions
+    shared = torch.nn.Linear(6, 6)
+    twice = torch.nn.Sequential(shared, torch.nn.ReLU(), shared)  # one module called twice
+    assert deeproots.count_cost(twice, (1, 1, 6)) == deeproots.Cost(params=42, flops=2 * (36 + 6))
+
+
+class _StandardisedConv(torch.nn.Conv2d):
+    """A weight-standardised conv (Qiao et al. 2019): a Conv2d subclass with its own forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / (w.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+class _QuantLinear(torch.nn.Linear):
+    """A stand-in for a quantisation-aware linear layer (a Linear subclass)."""
+
+
+class _Grandchild(_StandardisedConv):
+    """Two levels below Conv2d: still costed as a Conv2d."""
+
+
+def test_conv_and_linear_subclasses_are_costed_as_their_parent() -> None:
+    def net(conv: type, linear: type) -> torch.nn.Module:
+        return torch.nn.Sequential(
+            conv(4, 8, 3, padding=1, groups=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), linear(32, 6),
+        )  # fmt: skip
+
+    plain = deeproots.count_cost(net(torch.nn.Conv2d, torch.nn.Linear), (4, 6, 6))
+    # grouped 3x3 (4 -> 8, 2 groups) at 6x6 + its bias; FC 32 -> 6 + bias
+    assert plain == deeproots.Cost(params=3 * 3 * 2 * 8 + 8 + 32 * 6 + 6, flops=3 * 3 * 2 * 8 * 36 + 8 + 32 * 6 + 6)
+    for conv in (_StandardisedConv, _Grandchild):
+        assert deeproots.count_cost(net(conv, _QuantLinear), (4, 6, 6)) == plain
+
+
+def test_a_model_thop_has_profiled_is_costed_silently(capfd, caplog) -> None:
+    model = deeproots.build_model("nin", "root-4")
+    for m in model.modules():  # what thop's older releases leave behind on every module
+        m.register_buffer("total_ops", torch.zeros(1, dtype=torch.float64))
+        m.register_buffer("total_params", torch.zeros(1, dtype=torch.float64))
+    keys = list(model.state_dict())
+    with caplog.at_level("DEBUG"):
+        cost = deeproots.count_cost(model, (3, 32, 32))
+    assert cost == deeproots.count_cost(deeproots.build_model("nin", "root-4"), (3, 32, 32))
+    out, err = capfd.readouterr()
+    assert (out, err, caplog.records) == ("", "", [])
+    assert list(model.state_dict()) == keys  # the caller's buffers are left as they were
+
+
+def test_aux_heads_are_counted_unless_asked(capfd) -> None:
+    with torch.device("meta"):
+        with_aux = deeproots.build_model("googlenet_cifar", aux_logits=True)
+        without = deeproots.build_model("googlenet_cifar")
+    assert deeproots.count_cost(with_aux, aux=False) == deeproots.count_cost(without)
+    extra = deeproots.count_cost(with_aux).params - deeproots.count_cost(without).params
+    assert extra == 2 * (128 + 2048 * 1024 + 1024 + 1024 * 10 + 10) + (512 + 528) * 128  # 4x4 pool on 8x8 maps
+
+
+def test_cli_googlenet_reproduces_the_papers_table() -> None:
+    out = _cli("googlenet", "orig", "root-2", "root-4", "root-8", "root-16", "--input-size", "3", "224", "224", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["schedule"]: (r["flops"], r["params"]) for r in json.loads(out.stdout)["schedules"]}
+    assert rows == {  # Ioannou et al.'s raw GoogLeNet table, multiply-adds and parameters
+        "orig": (1_716_324_392, 18_809_576),
+        "root-2": (1_542_916_136, 18_754_280),
+        "root-4": (1_291_032_616, 18_515_944),
+        "root-8": (964_383_656, 17_504_744),
+        "root-16": (756_887_912, 16_308_968),
+    }

@@ -28,7 +28,8 @@ def test_describe_layers_nin() -> None:
 
 @pytest.mark.parametrize("arch", deeproots.list_architectures())
 def test_describe_layers_is_forward_order_with_stages(arch: str) -> None:
-    layers = deeproots.describe_layers(arch)
+    every = deeproots.describe_layers(arch)
+    layers = [l for l in every if not l.aux]
     assert layers[0].name.startswith("conv1") and layers[0].stage == "conv1"
     stages = list(dict.fromkeys(l.stage for l in layers))
     if arch.startswith("resnet"):
@@ -37,6 +38,25 @@ def test_describe_layers_is_forward_order_with_stages(arch: str) -> None:
         assert stages == ["conv1", "conv2", "inception3", "inception4", "inception5"]
     for l in layers:
         assert all(l.in_channels % g == 0 and l.out_channels % g == 0 for g in l.valid_groups)
+    aux = [(l.name, l.stage, l.valid_groups) for l in every if l.aux]
+    if arch == "googlenet":  # listed in forward order (after 4a and after 4d), never grouped
+        assert aux == [("aux1.conv", "aux1", (1,)), ("aux2.conv", "aux2", (1,))]
+        names = [l.name for l in every]
+        assert names.index("inception4a.pool_proj") < names.index("aux1.conv") < names.index("inception4b.branch1x1")
+    else:
+        assert aux == []
+
+
+def test_googlenet_schedule_ids_do_not_depend_on_its_aux_heads() -> None:
+    """The ids recorded before the paper geometry (and its auxiliary classifiers) came in: unchanged."""
+    before = {"orig": "h01e41ecac670", "root-2": "h0f9e25f19b9c", "root-8": "ha36858b7dda1", "root-16": "had09d0776a1e"}
+    for arch in ("googlenet", "googlenet_bvlc", "googlenet_cifar"):
+        assert {n: resolve_schedule(arch, n).id for n in before} == {n: f"{arch}:{h}" for n, h in before.items()}
+    g = resolve_schedule("googlenet", "root-8")
+    assert "aux1.conv" not in g.groups and len(g.sequence) == 57
+    assert resolve_schedule("googlenet", {"inception3a.branch3x3": 4, "aux1.conv": 1}) == resolve_schedule(
+        "googlenet", {"inception3a.branch3x3": 4}
+    )
 
 
 def test_nin_named_schedules_match_the_paper() -> None:
@@ -106,6 +126,7 @@ def test_schedules_copy_and_pickle() -> None:
         ("nin", "resnet50:1-1", "is for 'resnet50', not 'nin'"),
         ("resnet50", {"layer1.0.conv2": 3}, "layer 'layer1.0.conv2' (64->64 channels) cannot use 3 groups"),
         ("googlenet", "root-64", "layer 'inception3a.branch5x5' (16->32 channels) cannot use 32 groups"),
+        ("googlenet", {"aux2.conv": 2}, "layer 'aux2.conv' belongs to an auxiliary classifier and keeps 1 group, got 2"),
     ],
 )
 def test_invalid_schedules_name_what_is_wrong(arch: str, schedule: object, message: str) -> None:

@@ -159,6 +159,36 @@ def test_resume_without_a_checkpoint_starts_afresh(data, tmp_path: Path) -> None
     assert result.resumed_from == 0 and (tmp_path / "x.pt").exists()
 
 
+class _ConstantWithAux(nn.Module):
+    """Logits that are two FC biases (the input is ignored): (main, aux) in training mode, main in eval."""
+
+    aux_heads = ("aux",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main, self.aux = nn.Linear(1, 10), nn.Linear(1, 10)
+        with torch.no_grad():
+            for fc, scale in ((self.main, 1.0), (self.aux, -2.0)):
+                fc.weight.zero_()
+                fc.bias.copy_(scale * torch.arange(10.0) / 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        z = x.new_zeros(x.shape[0], 1)
+        return (self.main(z), self.aux(z)) if self.training else self.main(z)
+
+
+def test_auxiliary_classifier_losses_weigh_0_3(data) -> None:
+    """GoogLeNet's recipe (Szegedy et al. 2015, Sec. 5): loss = main + 0.3 x each auxiliary loss."""
+    model = _ConstantWithAux()
+    y = data.train.labels
+    main = nn.functional.cross_entropy(model.main.bias.detach().expand(len(y), 10), y)
+    aux = nn.functional.cross_entropy(model.aux.bias.detach().expand(len(y), 10), y)
+    # one step over the whole split: the reported loss is the loss before the update
+    result = fit(model, data, _config(epochs=1, batch_size=len(y), label_smoothing=0.0))
+    assert result.history[0].train_loss == pytest.approx((main + 0.3 * aux).item(), rel=1e-6)
+    assert math.isfinite(evaluate(model, data.val)[0])  # evaluation sees the main logits only
+
+
 def test_evaluate_restores_training_mode(data) -> None:
     model = _net().train()
     loss, accuracy = evaluate(model, data.test, _config())

@@ -58,7 +58,7 @@ def ray_session() -> Any:
     if not ray.is_initialized():
         pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
         ray.init(
-            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
             runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
         )  # fmt: skip
     yield ray

@@ -52,31 +52,29 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
     from deeproots.data import load_data
     from deeproots.training import fit
     from search import load_space
-    from search._config import make_train_config
-    from search._runner import _write_run_file
-    from search._searcher import ScheduleSearch
-    from search._space import build_param_space
-    from search._study import make_sampler, open_storage, plan_run, prepare_study
-    from search._trainable import _init_seed, _save_weights
+    from search.engine._build import make_engine
+    from search.engine._study import open_storage, plan_run, prepare_study
+    from search.runner._driver import _write_run_file
+    from search.runner._trial import _init_seed, _save_weights
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     doc = json.loads(json.dumps(space or SPACE))
     doc["search"]["trials"] = trials
     sp = load_space(doc, name=name)
-    pspace = build_param_space(sp)
+    pspace = sp.params
     plan = plan_run(sp, runs_dir=runs_dir)
     paths = plan.paths
     paths.root.mkdir(parents=True, exist_ok=True)
     storage = open_storage(paths.storage_url)
     prov = deeproots.provenance()
     provenance = {"deeproots_version": prov["deeproots"], "git_revision": prov["git_revision"], "torch": prov["torch"]}
-    prepare_study(plan, sp, pspace, storage, provenance)
-    _write_run_file(paths, sp, plan)
-    d = sp.data
+    prepare_study(plan, sp, storage, provenance)
+    _write_run_file(paths)
+    d = sp.spec.data
     data = load_data(d.name, d.root, subset=d.subset, val_size=d.val_size, seed=d.seed, **d.options)
-    cfg = make_train_config(sp.trainer)
-    searcher = ScheduleSearch(sp, pspace, paths.study_name, storage, make_sampler(sp, trials), trials,
-                              run_dir=str(paths.root.resolve()), provenance=provenance)  # fmt: skip
+    cfg = sp.train
+    searcher = make_engine(sp, storage, paths.study_name, budget=trials, run_dir=str(paths.root.resolve()),
+                           provenance=provenance).searcher  # fmt: skip
     for i in range(trials * 20):
         tid = f"t{i:04d}"
         config = searcher.suggest(tid)
@@ -87,8 +85,8 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
         model = deeproots.build_model("nin", schedule, num_classes=pspace.num_classes)
         cost = deeproots.count_cost(model, pspace.input_size)
         weights = paths.weights_path(schedule.id).resolve()
-        base = {"flops": float(cost.flops), "params": float(cost.params), "latency_ms": float("nan"),
-                "deeproots_version": deeproots.__version__, "host": "test", "device": "cpu"}  # fmt: skip
+        assert (cost.flops, cost.params) == (config["__costs"]["flops"], config["__costs"]["params"])
+        base = {"schedule_id": schedule.id, **config["__costs"], "host": "test", "device": "cpu"}
         reports: list[dict[str, Any]] = []
 
         def on_epoch(r: Any, base: dict = base, model: Any = model, weights: Path = weights,  # noqa: B008
@@ -135,7 +133,7 @@ def _writer(url: str, study_name: str, stop_file: str) -> int:
     """
     import optuna
 
-    from search._study import open_storage
+    from search.engine._study import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)  # exactly as the search's driver opens it

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search import SpaceError, build_param_space, load_space
+from search import SpaceError, load_space
 from search.run import main
 from tests.search.conftest import PYTHON, ROOT, tiny
 
@@ -17,7 +17,7 @@ SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_shipped_spaces_validate(path: Path) -> None:
     space = load_space(path, check_data=False)
-    pspace = build_param_space(space)
+    pspace = space.params
     assert space.name == path.stem
     assert pspace.size >= 2
     assert pspace.seeds, "every shipped space seeds with the paper's schedules"
@@ -26,7 +26,7 @@ def test_shipped_spaces_validate(path: Path) -> None:
 
 
 def test_nin_space_searches_every_conv() -> None:
-    p = build_param_space(load_space(ROOT / "spaces/nin.yaml"))
+    p = load_space(ROOT / "spaces/nin.yaml", check_data=False).params
     searched = {layer for param in p.params for layer in param.layers}
     # conv1a (3 input channels) can only take 1 group: fixed, everything else searched.
     assert searched == {f"conv{i}{c}" for i in (1, 2, 3) for c in "abc"} - {"conv1a"}
@@ -36,44 +36,64 @@ def test_nin_space_searches_every_conv() -> None:
 
 
 def test_nin_spatial_is_the_papers_space() -> None:
-    p = build_param_space(load_space(ROOT / "spaces/nin-spatial.yaml"))
+    p = load_space(ROOT / "spaces/nin-spatial.yaml", check_data=False).params
     assert [q.name for q in p.params] == ["conv2a", "conv3a"]
     assert p.size == 36 and p.enumerable
 
 
 def test_per_stage_and_per_block_shorthands() -> None:
-    per_stage = build_param_space(load_space(ROOT / "spaces/resnet50-cifar.yaml"))
+    per_stage = load_space(ROOT / "spaces/resnet50-cifar.yaml", check_data=False).params
     assert [q.name for q in per_stage.params] == ["layer1", "layer2", "layer3", "layer4"]
     assert [len(q.layers) for q in per_stage.params] == [3, 4, 6, 3]
-    per_block = build_param_space(load_space(ROOT / "spaces/resnet50.yaml", check_data=False))
+    per_block = load_space(ROOT / "spaces/resnet50.yaml", check_data=False).params
     assert len(per_block.params) == 16 and all(q.name.endswith(".conv2") for q in per_block.params)
-    inception = build_param_space(load_space(ROOT / "spaces/googlenet.yaml", check_data=False))
+    inception = load_space(ROOT / "spaces/googlenet.yaml", check_data=False).params
     assert [q.name for q in inception.params] == ["conv2", "inception3", "inception4", "inception5"]
     assert inception.params[2].choices == (1, 2, 4, 8)  # a 5x5 branch of inception4 has 24 inputs
 
 
 def test_later_rules_override_and_single_choices_are_fixed() -> None:
     space = load_space(tiny(groups=[{"choices": [1, 2]}, {"layers": "conv3*", "choices": [1]}]))
-    p = build_param_space(space)
+    p = space.params
     assert {q.name for q in p.params} == {"conv1b", "conv1c", "conv2a", "conv2b", "conv2c"}
     assert p.fixed["conv3a"] == 1 and p.fixed["conv1a"] == 1
 
 
-def test_schedule_round_trip() -> None:
-    p = build_param_space(load_space(tiny()))
-    values = {"conv2a": 4, "conv3a": 2}
+@pytest.mark.parametrize(
+    ("groups", "key", "message"),
+    [
+        ([{"choices": [1, 7]}], "groups.0.choices", "7 fits no layer this rule selects (9: conv1a, conv1b, conv1c ...;"),
+        ([{"choices": [1, 2, 7, 11]}], "groups.0.choices", "7, 11 fit no layer this rule selects"),
+        ([{"kind": "spatial", "choices": [1, 2, 5]}], "groups.0.choices", "5 fits no layer this rule selects (3: conv1a, conv2a, conv3a;"),
+        ([{"choices": [1, 2]}, {"layers": "conv3*", "choices": [1, 13]}], "groups.1.choices", "13 fits no layer this rule selects (3: conv3a"),
+        ([{"tie": "all", "choices": [1, 3]}], "groups", "nothing to search: every selected layer has a single valid choice (groups.0: 3 is not valid for every layer tied by tie: all)"),
+    ],
+    ids=["star", "two", "spatial", "second-rule", "tie-all"],
+)
+def test_choices_no_selected_layer_can_take_are_named(groups: list, key: str, message: str) -> None:
+    with pytest.raises(SpaceError) as e:
+        load_space(tiny(groups=groups))
+    assert e.value.key == key and message in str(e.value), str(e.value)
+    assert "they take: 1, 2, 3, 4, 6, 8" in str(e.value) or key == "groups"
+
+
+def test_schedule_round_trip_through_ordered_indices() -> None:
+    p = load_space(tiny()).params  # conv2a and conv3a over [1, 2, 4]
+    values = {"conv2a": 2, "conv3a": 1}  # indices: 4 and 2 groups
+    assert p.choices_of(values) == {"conv2a": 4, "conv3a": 2}
     sched = p.schedule(values)
     assert sched.id == "nin:1-1-1-4-1-1-2-1-1"
     assert p.values_of(sched.groups) == values
+    assert p.key(values) == (2, 1)
 
 
 def test_overrides_are_parsed_as_yaml_and_validated() -> None:
     space = load_space(ROOT / "spaces/nin.yaml", ["search.trials=7", "groups.0.choices=[1, 2]", "trainer.lr=0.05",
-                                                 "constraints.max_flops=1e8", "data.subset=null"])  # fmt: skip
-    assert space.search.trials == 7
-    assert space.groups[0].choices == [1, 2]
-    assert space.trainer["lr"] == 0.05
-    assert space.constraints.max_flops == 1e8
+                                                 "constraints.max_flops=2e8", "data.subset=null"], check_data=False)  # fmt: skip
+    assert space.spec.search.trials == 7
+    assert space.spec.groups[0].choices == [1, 2]
+    assert space.spec.trainer["lr"] == 0.05
+    assert space.spec.constraints.max_flops == 2e8
 
 
 @pytest.mark.parametrize(
@@ -93,6 +113,8 @@ def test_overrides_are_parsed_as_yaml_and_validated() -> None:
         ("objectives=[flops, params]", "objectives"),
         ("data.name=mnist", "data.name"),
         ("data.root=/does/not/exist", "data.root"),
+        ("data.val_size=60000", "data.val_size"),
+        ("data.subset=49001", "data.subset"),  # the cpu profile's 1,000 validation images leave 49,000
         ("storage=not-a-url", "storage"),
         ("search.sampler_options={population_size: 1}", "search.sampler_options"),
         ("resources.gpus_per_trial=-1", "resources.gpus_per_trial"),
@@ -124,6 +146,31 @@ def test_invalid_space_file_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "not a UTF-8 text file (byte 0x89 at offset 0); a space file is YAML text"),
+        (bytes(range(256)), "not a UTF-8 text file (byte 0x80 at offset 128)"),
+        ("name: caf\u00e9\n".encode("latin-1"), "not a UTF-8 text file (byte 0xe9 at offset 9)"),
+        (b"name: x\nmodel: {arch: nin}\x00\n", "not valid YAML (line 2): unacceptable character #x0000"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "not valid YAML (line 1): unacceptable character #x0003"),
+    ],
+    ids=["png", "all-bytes", "latin-1", "nul", "zip"],
+)
+def test_a_space_file_that_is_not_text_is_one_line_exit_2(
+    content: bytes, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "space.yaml"
+    bad.write_bytes(content)
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: {message}") and err.count("\n") == 1 and "Traceback" not in err
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path} is a folder, not a space file (e.g. spaces/nin.yaml)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
 def test_cli_process_exit_status_and_single_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [PYTHON, "-m", "search.run", str(ROOT / "spaces/nin.yaml"), "--set", "search.sampler=annealing"],
@@ -137,7 +184,7 @@ def test_cli_process_exit_status_and_single_line(tmp_path: Path) -> None:
 
 def test_dry_run_describes_without_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main([str(ROOT / "spaces/nin-spatial.yaml"), "--dry-run", "--set", "trainer.epochs=1",
+    assert main([str(ROOT / "spaces/nin-spatial.yaml"), "--dry-run", "--profile", "gpu", "--set", "trainer.epochs=1",
                  "--set", "data.subset=1000"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "distinct schedules: 36" in out
@@ -146,16 +193,68 @@ def test_dry_run_describes_without_writing(tmp_path: Path, monkeypatch: pytest.M
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        ({"val_size": 160}, "data.val_size", "val_size=160 leaves none of the 160 training images of synthetic to train on; at most 159"),
+        ({"subset": 97}, "data.subset", "subset=97 + val_size=64 exceeds the 160 training images of synthetic; subset can be at most 96"),
+        ({"name": "cifar10", "val_size": 50_000}, "data.val_size", "of CIFAR-10 to train on; at most 49,999"),
+        ({"name": "cifar10", "val_size": 64, "subset": 49_937}, "data.subset", "exceeds the 50,000 training images of CIFAR-10; subset can be at most 49,936"),
+    ],
+    ids=["synthetic-val", "synthetic-subset", "cifar-val", "cifar-subset"],
+)
+def test_sizes_the_data_cannot_hold_are_refused_naming_the_key(data: dict, key: str, message: str, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPROOTS_DATA", raising=False)
+    monkeypatch.setenv("DEEPROOTS_CACHE", "/nonexistent/deeproots-cache")  # no copy at hand: CIFAR-10 as published
+    with pytest.raises(SpaceError) as e:
+        load_space(_with_data(data))
+    assert e.value.key == key and message in str(e.value), str(e.value)
+    load_space(tiny(data={"subset": 96}))  # the largest that fits
+
+
+def _with_data(data: dict) -> dict:
+    """The tiny space on other data (CIFAR-10 at its own 32x32 geometry)."""
+    space = tiny()
+    space["data"] = {**space["data"], **data}
+    if data.get("name") == "cifar10":
+        space["data"].pop("options")
+        space["model"] = {"arch": "nin"}
+    return space
+
+
+def test_a_copy_at_data_root_is_counted_and_checked(tmp_path: Path, monkeypatch) -> None:
+    from tests.deeproots.test_data import N_TRAIN, _write_cifar
+
+    monkeypatch.setenv("DEEPROOTS_CACHE", str(tmp_path / "cache"))
+    _write_cifar(tmp_path / "data" / "cifar-10-batches-py")
+    cifar = {"name": "cifar10", "root": str(tmp_path / "data"), "val_size": 20}
+    load_space(_with_data(cifar))
+    with pytest.raises(SpaceError, match=f"data.subset: subset=181 \\+ val_size=20 exceeds the {N_TRAIN} training images of cifar10 in"):
+        load_space(_with_data({**cifar, "subset": N_TRAIN - 19}))
+    (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"")
+    with pytest.raises(SpaceError) as e:
+        load_space(_with_data(cifar))
+    assert str(e.value).startswith("data.root: CIFAR-10 file ") and "data_batch_2 is damaged (empty file)" in str(e.value)
+    assert load_space(_with_data(cifar), check_data=False).spec.data.root == cifar["root"]  # a dry run does not read it
+
+
 def test_space_error_names_key() -> None:
     with pytest.raises(SpaceError) as e:
-        load_space(tiny(search={"sampler": "random", "trials": 2, "asha": {"reduction_factor": 1}}))
-    assert e.value.key == "search.asha.reduction_factor"
+        load_space(tiny(search={"sampler": "random", "trials": 2, "reduction_factor": 1}))
+    assert e.value.key == "search.reduction_factor"
+
+
+def test_the_old_asha_key_names_its_replacement() -> None:
+    with pytest.raises(SpaceError) as e:
+        load_space(tiny(search={"sampler": "random", "trials": 2, "asha": {"enabled": True}}))
+    assert e.value.key == "search" and "search.early_stopping: none | asha | moasha" in str(e.value)
+    assert "got" not in str(e.value)  # no dump of the input
 
 
 def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
     from search import run_search
-    from search._runner import _lock_run
-    from search._study import plan_run
+    from search.runner._driver import _lock_run
+    from search.engine._study import plan_run
 
     space = load_space(tiny())
     plan = plan_run(space, runs_dir=tmp_path)
@@ -166,3 +265,57 @@ def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
             run_search(space, runs_dir=tmp_path, estimate=False, export=False, print_fn=lambda _: None)
     finally:
         held.close()
+
+
+def test_the_profile_is_chosen_by_the_hardware_and_said_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert main([str(ROOT / "spaces/nin.yaml"), "--dry-run", "--no-estimate"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "profile cpu: this machine has no GPU (--profile gpu for the other one)"
+    assert "search: nsga2, seed 0, no early stopping; budget 12 x 2 = 24 epochs" in out
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main([str(ROOT / "spaces/nin.yaml"), "--dry-run", "--no-estimate"]) == 0
+    assert capsys.readouterr().out.startswith("profile gpu: this machine has 1 GPU(s)")
+
+
+def test_a_gpu_profile_on_a_machine_without_gpu_is_one_line_naming_the_cpu_profile(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("DEEPROOTS_CACHE", str(tmp_path / "cache"))
+    assert main([str(ROOT / "spaces/nin.yaml"), "--profile", "gpu", "--no-estimate"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: resources.gpus_per_trial: 0.25 GPU per trial, but this machine has no GPU; use --profile cpu\n"
+    assert list(tmp_path.iterdir()) == [tmp_path / "cache"] or list(tmp_path.iterdir()) == []  # no run folder
+    assert main([str(ROOT / "spaces/nin.yaml"), "--profile", "tpu"]) == 2
+    assert "--profile: the space has no profile 'tpu'; its profiles: gpu, cpu" in capsys.readouterr().err
+
+
+def test_profiles_are_validated_and_the_unused_one_is_not_identity(tmp_path: Path) -> None:
+    doc = tiny(profiles={"cpu": {"trainer.epochs": 1}, "gpu": {"trainer.epochs": 3, "resources.gpus_per_trial": 0.5}})
+    a = load_space(doc, profile="cpu")
+    doc["profiles"]["gpu"]["trainer.epochs"] = 4  # editing the profile not in use
+    b = load_space(doc, profile="cpu")
+    assert a.identity() == b.identity() and a.train.epochs == 1 and a.profile == "cpu"
+    assert load_space(doc, ["trainer.epochs=2"], profile="gpu").train.epochs == 2  # --set wins over the profile
+    doc["profiles"]["gpu"]["trainer.epochz"] = 2
+    with pytest.raises(SpaceError) as e:
+        load_space(doc, profile="cpu")
+    assert e.value.key == "profiles.gpu" and "trainer.epochz" in str(e.value)
+
+
+def test_confirm_alpha_is_validated_and_not_identity() -> None:
+    a = load_space(tiny(), check_data=False)
+    b = load_space(tiny(), ["confirm.alpha=0.1"], check_data=False)
+    assert (a.spec.confirm.alpha, b.spec.confirm.alpha) == (0.05, 0.1)
+    assert a.identity() == b.identity() and a.fidelity_key() == b.fidelity_key()
+    for bad in ("0", "1", "high"):
+        with pytest.raises(SpaceError) as e:
+            load_space(tiny(), [f"confirm.alpha={bad}"], check_data=False)
+        assert e.value.key == "confirm.alpha" and "\n" not in str(e.value)
+    with pytest.raises(SpaceError, match="unknown key; allowed: alpha"):
+        load_space(tiny(), ["confirm.seeds=3"], check_data=False)

@@ -77,7 +77,7 @@ def _study_detail(base: str, name: str) -> dict[str, Any]:
 
 
 def test_dashboard_lists_the_study_metric_names_attributes_and_export_figures(run: Path) -> None:
-    from search._plots import GRAPH_IDS
+    from search.outputs._plots import GRAPH_IDS
     from search.export import export_run
 
     result = export_run(run, print_fn=_quiet)
@@ -86,7 +86,7 @@ def test_dashboard_lists_the_study_metric_names_attributes_and_export_figures(ru
         assert detail["objective_names"] == OBJECTIVES
         attrs = {a["key"] for a in detail["union_user_attrs"]}
         assert {"schedule_id", "schedule", "flops", "params", "outcome", "val_accuracy_per_epoch", "weights"} <= attrs
-        assert len(detail["trials"]) == 5
+        assert sum(t["state"] == "Complete" for t in detail["trials"]) == 5  # (+ duplicate proposals, FAIL)
         best = {_attr(t, "schedule_id") for t in detail["best_trials"]}
         assert best == {r["schedule_id"] for r in result.rows}
         graphs = {g["id"] for g in detail["plotly_graph_objects"]}
@@ -153,7 +153,7 @@ def test_export_and_dashboard_while_another_process_writes(run: Path, tmp_path: 
     import optuna
 
     study = optuna.load_study(study_name="exp", storage=url)
-    assert len(study.trials) == 5 + written
+    assert sum(t.user_attrs.get("schedule_id", "").startswith("writer:") for t in study.trials) == written
     # the writer's trials are dominated: the exported front is the study's real one
     assert result.rows and not any(r["schedule_id"].startswith("writer:") for r in result.rows)
     assert all(r["test_accuracy"] is not None for r in result.rows)

@@ -66,13 +66,14 @@ def test_config_records_architecture_schedule_objectives_training_and_provenance
     import yaml
 
     import deeproots
+    from deeproots._exported import EXPORT_FORMAT
 
     run, result = exported
     study = _study(run)
     for row in result.rows:
         rec = yaml.safe_load((run / "export" / row["config"]).read_text())
         trial = study.trials[rec["search"]["trial"]]
-        assert rec["format"] == "deeproots-export/1" and rec["arch"] == "nin"
+        assert rec["format"] == EXPORT_FORMAT and rec["arch"] == "nin"
         sched = deeproots.resolve_schedule("nin", rec["schedule"]["groups"])
         assert sched.id == rec["schedule"]["id"] == trial.user_attrs["schedule_id"]
         assert list(rec["schedule"]["groups"]) == [layer.name for layer in deeproots.describe_layers("nin")]
@@ -95,13 +96,13 @@ def test_config_records_architecture_schedule_objectives_training_and_provenance
 
 def test_test_accuracy_is_recorded_next_to_validation_and_weights_reproduce_it(exported: tuple[Path, Any]) -> None:
     run, result = exported
-    for row in result.rows:
-        m = row["record"]["metrics"]
+    for cfg in result.configs:
+        m = cfg.metrics
         assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_images"] == 40
         # The exported weights score the validation accuracy the search recorded (same split, CPU).
         assert m["val_accuracy_reevaluated"] == pytest.approx(m["val_accuracy"], abs=1 / 32 + 1e-9)
     report = (run / "export" / "report.md").read_text()
-    assert "| schedule | paper name | val acc | test acc |" in report
+    assert "| schedule | paper name | val acc ± s.e. | test acc |" in report
     assert "reproduces the recorded accuracy" in report
     assert "optuna-dashboard sqlite:///" in report
 
@@ -241,7 +242,7 @@ def test_storage_study_out_form(run: Path, tmp_path: Path) -> None:
 
 
 def test_reexport_reuses_evaluations_and_removes_stale_files(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import search._export as ex
+    import search.outputs._export as ex
 
     first = ex.export_run(run, dashboard=False, print_fn=_quiet)
     stale = run / "export" / "nin_1-2-3.yaml"
@@ -249,8 +250,8 @@ def test_reexport_reuses_evaluations_and_removes_stale_files(run: Path, monkeypa
     manifest["files"].append(stale.name)
     (run / "export" / "manifest.json").write_text(json.dumps(manifest))
     stale.write_text("old")
-    monkeypatch.setattr(ex, "_evaluate", lambda *a, **k: pytest.fail("evaluated again despite the cache"))
-    monkeypatch.setattr(ex, "_load_data", lambda *a, **k: pytest.fail("loaded the data despite the cache"))
+    monkeypatch.setattr(ex, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again despite the cache"))
+    monkeypatch.setattr(ex, "load_test_data", lambda *a, **k: pytest.fail("loaded the data despite the cache"))
     second = ex.export_run(run, dashboard=False, print_fn=_quiet)
     assert [r["test_accuracy"] for r in second.rows] == [r["test_accuracy"] for r in first.rows]
     assert not stale.exists()
@@ -271,8 +272,8 @@ def test_onnx_export_matches_pytorch(run: Path) -> None:
     from search.export import export_run
 
     result = export_run(run, onnx=True, dashboard=False, print_fn=_quiet)
-    for row in result.rows:
-        info = row["record"]["onnx"]
+    for cfg in result.configs:
+        info = cfg.onnx
         assert (run / "export" / info["file"]).is_file()
         assert info["max_abs_diff"] < 1e-3 and info["argmax_agreement"] == 1.0
 
@@ -281,7 +282,7 @@ def test_onnx_export_matches_pytorch(run: Path) -> None:
 
 
 def test_hypervolume_exact_values() -> None:
-    from search._plots import hypervolume
+    from search.outputs._plots import hypervolume
 
     assert hypervolume([(0.5, 0.5)], (1.0, 1.0)) == pytest.approx(0.25)
     assert hypervolume([(0.0, 0.5), (0.5, 0.0)], (1.0, 1.0)) == pytest.approx(0.75)
@@ -293,16 +294,109 @@ def test_hypervolume_exact_values() -> None:
 
 
 def test_points_fold_duplicates_and_mark_the_front(exported: tuple[Path, Any]) -> None:
-    from search._plots import collect_points
+    from search.outputs._plots import collect_points
 
     run, result = exported
     study = _study(run)
-    points = collect_points(study)
+    points = collect_points(study, {"nin:1-1-1-1-1-1-1-1-1": "orig"})
     ids = [p.schedule_id for p in points]
     assert len(ids) == len(set(ids)) == 5
     assert {p.schedule_id for p in points if p.pareto} == {r["schedule_id"] for r in result.rows}
     assert {p.label for p in points if p.label} >= {"orig", "root-8"}
     assert 0.0 < result.hypervolume < 1.0 and math.isfinite(result.hypervolume)
+
+
+# ------------------------------------------------------------------------------------ results for a paper
+
+
+def test_pareto_csv_has_one_unit_convention_stated_in_its_header(exported: tuple[Path, Any]) -> None:
+    import yaml
+
+    import deeproots
+    from search.outputs._render import CSV_COLUMNS, CSV_UNITS
+
+    run, result = exported
+    out = run / "export"
+    with open(out / "pareto.csv") as f:
+        header = f.readline().strip().split(",")
+        f.seek(0)
+        rows = list(csv.DictReader(f))
+    assert header == CSV_COLUMNS and "flops_fraction_of_orig" in header and "flops_vs_orig" not in header
+    orig = deeproots.count_cost(deeproots.build_model("nin", "orig"), (3, 16, 16))
+    for r in rows:
+        acc, se = float(r["val_accuracy"]), float(r["val_accuracy_se"])
+        assert se == pytest.approx(math.sqrt(acc * (1 - acc) / 32))  # binomial, 32 validation images
+        assert 0.0 <= float(r["test_accuracy"]) <= 1.0
+        # a fraction like the accuracies, not a percentage (rounded to 0.1 % in the YAML)
+        assert float(r["flops_fraction_of_orig"]) == pytest.approx(int(r["flops"]) / orig.flops, abs=6e-4)
+        assert float(r["params_fraction_of_orig"]) == pytest.approx(int(r["params"]) / orig.params, abs=6e-4)
+        rec = yaml.safe_load((out / r["config"]).read_text())
+        assert rec["metrics"]["val_accuracy_se"] == pytest.approx(se)
+    report = (out / "report.md").read_text()
+    assert CSV_UNITS in report
+    first = rows[0]
+    shown = f"{100 * float(first['val_accuracy']):.2f} ± {100 * float(first['val_accuracy_se']):.2f} %"
+    assert shown in report
+
+
+def _png_size(path: Path) -> tuple[int, int, float | None]:
+    """(width, height, dots per inch from the pHYs chunk or None) of a PNG file."""
+    import struct
+
+    data = path.read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    at = data.find(b"pHYs")
+    dpi = None
+    if at > 0:
+        ppu_x, _, unit = struct.unpack(">IIB", data[at + 4 : at + 13])
+        dpi = ppu_x * 0.0254 if unit == 1 else None
+    return width, height, dpi
+
+
+def test_figures_for_a_paper_svg_pdf_png_short_titles_tags_and_error_bars(exported: tuple[Path, Any], tmp_path: Path) -> None:
+    from search.outputs._locate import locate_run, open_run
+    from search.outputs._plots import PNG_DPI, TITLE_MAX, write_figures
+
+    run, result = exported
+    out = run / "export"
+    for stem in ("accuracy_vs_flops", "accuracy_vs_params", "hypervolume"):
+        assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert "<svg" in (out / f"{stem}.svg").read_text()[:2000]
+        width, _, dpi = _png_size(out / f"{stem}.png")
+        assert width == 7.5 * PNG_DPI >= 1500 and dpi == pytest.approx(PNG_DPI, abs=1)
+    target = locate_run(run)
+    figs = write_figures(open_run(target.storage_url, target.study_name, target.run_dir), tmp_path)
+    front = [p for p in figs["points"] if p.pareto]
+    assert front and all(p.tag for p in front)  # every front point is labelled: paper name or #trial
+    for gid, fig in figs["figures"].items():
+        title = fig.layout.title.text
+        assert len(title) <= TITLE_MAX and "exp" not in title.lower().replace("export", ""), (gid, title)
+    flops = figs["figures"]["deeproots-accuracy-vs-flops"]
+    assert flops.layout.title.text == f"Accuracy vs FLOPs: {len(figs['points'])} schedules, {len(front)} on the front"
+    assert {a.text for a in flops.layout.annotations} == {p.tag for p in figs["points"] if p.tag}
+    trace = next(t for t in flops.data if t.name == "Pareto set (all objectives)")
+    expected = [math.sqrt(p.values["val_accuracy"] * (1 - p.values["val_accuracy"]) / 32) for p in front]
+    assert list(trace.error_y.array) == pytest.approx(expected)  # one standard error each
+
+
+def test_export_counts_models_with_an_eta_and_the_report_and_note_share_a_stamp(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    import search.outputs._plots as plots
+    from search.export import export_run
+
+    notes: list[str] = []
+    monkeypatch.setattr(plots, "attach_to_study", lambda study, figures, note=None: notes.append(note))
+    lines: list[str] = []
+    result = export_run(run, print_fn=lambda x: lines.append(str(x)))
+    n = len(result.configs)
+    counted = [line for line in lines if re.match(r"\s*\[\d+/\d+\] ", line)]
+    assert n >= 2 and [re.match(r"\s*\[(\d+)/(\d+)\]", line).groups() for line in counted] == [(str(i), str(n)) for i in range(1, n + 1)]
+    assert all("ETA ~" in line for line in counted[:-1]) and "ETA" not in counted[-1]
+    assert any(line.strip().startswith(f"evaluating {n} model(s) on 40 test images") for line in lines)
+    report = (run / "export" / "report.md").read_text()
+    stamp = re.search(r"Exported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d by deeproots \S+ \(git [^)]*\)", report)
+    assert stamp and len(notes) == 1 and stamp.group(0) in notes[0]
 
 
 # ------------------------------------------------------------------------------------ retrain

@@ -81,30 +81,41 @@ def test_failing_trial_is_recorded_and_the_search_goes_on(ray_session: Any, faul
     )  # fmt: skip
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed and failed[0].number == 0  # the first seed
-    for t in failed:  # the seed, other conv2a=4 schedules, proposals of a schedule given up on
-        assert t.params["conv2a"] == 4 and t.user_attrs["outcome"] in (Outcome.FAILED, Outcome.SKIPPED)
+    for t in failed:  # conv2a=4 schedules (raised, or proposed again: not retried), or duplicates
+        outcome = t.user_attrs["outcome"]
+        assert outcome == Outcome.DUPLICATE or (t.user_attrs["schedule"]["conv2a"] == 4 and outcome in (Outcome.FAILED, Outcome.SKIPPED))
     reason = failed[0].user_attrs["fail_reason"]
     assert reason.startswith("deeproots.training.NonFiniteLossError: training loss is nan at step 1"), reason
+    raised = [t for t in failed if t.user_attrs["outcome"] == Outcome.FAILED]
+    assert len({t.user_attrs["schedule_id"] for t in raised}) == len(raised)  # a non-finite loss is never retried
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert result.evaluated == 2 and len(complete) == 2 and all(t.params["conv2a"] != 4 for t in complete)
+    assert result.evaluated == 2 and len(complete) == 2 and all(t.user_attrs["schedule"]["conv2a"] != 4 for t in complete)
 
 
-def test_asha_stopped_trials_end_pruned(ray_session: Any, faulty: None, tmp_path: Path) -> None:
-    # conv3a with 4 groups gives nin_faulty constant logits (chance accuracy): ASHA stops them.
-    result, study, _ = search(
+@pytest.mark.parametrize("method", ["asha", "moasha"])
+def test_early_stopped_trials_end_pruned_and_spend_only_their_epochs(ray_session: Any, faulty: None, tmp_path: Path, method: str) -> None:
+    # conv3a with 4 groups gives nin_faulty constant logits (chance accuracy) at the same cost as
+    # conv3a with 2 groups: dominated, so ASHA and MO-ASHA both stop them at the first rung.
+    result, study, lines = search(
         tmp_path, model={"arch": "nin_faulty"},
-        seeds=["orig", "nin_faulty:1-1-1-1-1-1-4-1-1", "nin_faulty:1-1-1-2-1-1-4-1-1"],
+        seeds=["orig", "nin_faulty:1-1-1-2-1-1-4-1-1", "nin_faulty:1-1-1-4-1-1-4-1-1", "nin_faulty:1-1-1-2-1-1-2-1-1"],
         data={"options": {"num_train": 320}}, trainer={"epochs": 3},
-        search={"trials": 3, "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2}},
+        search={"trials": 3, "early_stopping": method, "grace_period": 1, "reduction_factor": 2, "sampler": "random"},
         resources={"max_concurrent": 1},
     )  # fmt: skip
     pruned = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.EARLY_STOPPED]
     assert pruned, [(t.number, t.state, t.user_attrs.get("outcome")) for t in study.trials]
     front = {t.number for t in study.best_trials}
+    name = "MO-ASHA" if method == "moasha" else "ASHA"
     for t in pruned:
         assert t.state == TrialState.PRUNED and t.number not in front
-        assert t.user_attrs["epochs_trained"] < 3 and "ASHA" in t.user_attrs["prune_reason"]
-    assert result.evaluated == 3  # early-stopped trials count as evaluated
+        assert len(t.user_attrs["val_accuracy_per_epoch"]) == t.user_attrs["epochs_trained"] < 3
+        assert f"early stopping ({name})" in t.user_attrs["prune_reason"]
+    spent = sum(len(t.user_attrs["val_accuracy_per_epoch"]) for t in study.trials
+                if t.user_attrs.get("outcome") in (Outcome.EVALUATED, Outcome.EARLY_STOPPED))  # fmt: skip
+    assert result.epochs_spent == spent and 9 <= spent < 9 + 3  # 3 full trials' epochs, the last one may finish
+    assert result.counted > result.evaluated  # stopping bought more schedules for the same epochs
+    assert any("stopped early" in line for line in lines)
 
 
 def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session: Any, tmp_path: Path) -> None:
@@ -117,10 +128,10 @@ def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session:
     assert any("holds only 2 distinct schedules" in line for line in lines)
     assert trained_trials(result) == 2  # each schedule trained once
     dups = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.DUPLICATE]
-    assert dups, "seed 3 makes the random sampler propose a schedule it has seen"
-    for t in dups:
+    for t in dups:  # answered from the stored result: never a second COMPLETE trial (tests/search/test_searcher.py forces them)
         original = study.trials[t.user_attrs["duplicate_of"]]
-        assert t.values == original.values and t.params == original.params
+        assert t.state == TrialState.FAIL and t.params == original.params and original.state == TrialState.COMPLETE
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
     for t in study.get_trials(states=(TrialState.COMPLETE,)):  # latency measured once per schedule
         assert t.values[2] == t.user_attrs["latency_ms"] > 0
     assert len(json.loads((result.paths.root / "latency.json").read_text())) == 2
@@ -233,23 +244,30 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_search_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
+    """Trials run on a node other than the driver's, joined with ``--address``.
+
+    The head (where the driver runs) offers no CPU, so every trial must be placed on the second
+    node: which node takes a trial does not depend on timing or machine load.
+    """
     space = _write_space(tmp_path, search={"trials": 3})
     script = f"""
-import sys
+import json, sys
 from ray.cluster_utils import Cluster
-cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
-cluster.add_node(num_cpus=1)
+cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "include_dashboard": False}})
+worker = cluster.add_node(num_cpus=2)
 cluster.wait_for_nodes()
 from search.run import main
 code = main([{str(space)!r}, "--runs-dir", "runs", "--no-estimate", "--no-export", "--address", cluster.address])
+print(json.dumps({{"head": cluster.head_node.node_id, "worker": worker.node_id}}))
 cluster.shutdown()
 sys.exit(code)
 """
     proc = subprocess.run([PYTHON, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    nodes = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"head"')))
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/runs/tiny/study.db")
-    done = study.get_trials(states=(TrialState.COMPLETE,))
+    done = evaluated(study)
     assert len(done) == 3
-    nodes = {t.user_attrs["node_id"] for t in done}
-    assert len(nodes) == 2  # one CPU per node, one per trial: two trials at once means both nodes
+    assert {t.user_attrs["node_id"] for t in done} == {nodes["worker"]}  # every trial crossed to the other node
+    assert nodes["worker"] != nodes["head"]

@@ -1,147 +1,234 @@
-"""The searcher's bookkeeping, driven by hand (no Ray): budget, duplicates, ASHA, constraints, failures, resume."""
+"""The searcher driven by hand (no Ray), each rule checked by inspecting the study with Optuna's public API."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search import SpaceError, build_param_space, load_space
-from search._searcher import EarlyStopper, Outcome, ScheduleSearch
-from search._study import make_sampler, open_storage, plan_run, prepare_study
+from search import SpaceError, load_space
+from search.engine import _searcher
+from search.engine._build import Engine, make_engine
+from search.engine._study import open_storage, plan_run, prepare_study
+from search.engine.record import Outcome, StudyAttr
 from tests.search.conftest import tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make(tmp_path: Path, stopper: EarlyStopper | None = None, fresh: bool = False, **over: Any) -> tuple[ScheduleSearch, Any]:
+def make(tmp_path: Path, fresh: bool = False, **over: Any) -> Engine:
     space = load_space(tiny(**over))
-    pspace = build_param_space(space)
     url = f"sqlite:///{tmp_path}/study.db"
     plan = plan_run(space, runs_dir=tmp_path, storage=url, fresh=fresh)
     storage = open_storage(url)
-    info = prepare_study(plan, space, pspace, storage, {"git_revision": "test"})
-    sampler = make_sampler(space, space.search.trials, offset=len(optuna.load_study(study_name=plan.paths.study_name, storage=storage).trials))
-    s = ScheduleSearch(space, pspace, plan.paths.study_name, storage, sampler, space.search.trials, stopper,
-                       run_dir=str(tmp_path), provenance={"git_revision": "test"})  # fmt: skip
-    s.resume_from_checkpoint(info["checkpoints"])
-    return s, pspace
+    info = prepare_study(plan, space, storage, {"git_revision": "test"})
+    engine = make_engine(space, storage, plan.paths.study_name, run_dir=str(tmp_path), provenance={"git_revision": "test"})
+    engine.searcher.resume_from_checkpoint(info["checkpoints"])
+    return engine
 
 
-def result(status: str = "done", acc: float = 0.5, epoch: int = 1, flops: float = 1e8, params: float = 5e5, **kw: Any) -> dict:
-    return {"status": status, "epoch": epoch, "epochs": 1, "val_accuracy": acc, "flops": flops, "params": params,
-            "latency_ms": float("nan"), "images_per_second": 100.0, "device": "cpu", **kw}  # fmt: skip
+def result(status: str = "done", acc: float = 0.5, epoch: int = 1, **kw: Any) -> dict:
+    return {"status": status, "epoch": epoch, "val_accuracy": acc, "images_per_second": 100.0, "device": "cpu", **kw}
 
 
 def params_of(config: dict) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("__")}
 
 
-def test_budget_counts_distinct_schedules_and_then_finishes(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 2})
+def complete_ids(study: optuna.Study) -> list[str]:
+    return [t.user_attrs["schedule_id"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+
+
+def test_budget_counts_full_trials_and_then_finishes(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 2})
+    s, study = e.searcher, e.study
     a, b = s.suggest("a"), s.suggest("b")
-    assert a["conv2a"] == 1 and a["conv3a"] == 1  # the seed (orig) first
+    assert a["conv2a"] == 0 and a["conv3a"] == 0  # the seed (orig: index 0 of [1, 2, 4]) first
     assert params_of(a) != params_of(b)
+    assert a["__costs"] == {"flops": a["__costs"]["flops"], "params": a["__costs"]["params"]}  # decided at ask time
     assert s.suggest("c") is None  # budget in flight: wait, a trial may still fail
     s.on_trial_result("a", result("training", 0.3))
     s.on_trial_complete("a", result(acc=0.6))
-    s.on_trial_complete("b", result(acc=0.4, flops=5e7))
-    assert s.counted == 2
+    s.on_trial_complete("b", result(acc=0.4))
+    assert s.counted == s.evaluated == 2 and s.epochs_spent == 2
     assert s.suggest("c") == Searcher.FINISHED
-    study = s._ot_study
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 2 and all(len(t.values) == 3 for t in done)
     t0 = done[0]
     assert t0.user_attrs["schedule_id"] == "nin:1-1-1-1-1-1-1-1-1" and t0.user_attrs["seed"] == "orig"
-    assert t0.user_attrs["val_accuracy_per_epoch"] == [0.6]  # epoch 1 of a 1-epoch run: the final report
+    assert t0.values[1:] == [t0.user_attrs["flops"], t0.user_attrs["params"]]  # the exact costs, as objectives
+    assert t0.user_attrs["val_accuracy_per_epoch"] == [0.6]
     assert {"flops", "params", "device", "images_per_second", "git_revision", "schedule"} <= set(t0.user_attrs)
     assert study.metric_names == ["val_accuracy", "flops", "params"]
 
 
-def test_duplicate_is_answered_from_the_stored_result(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 3})
+def test_parameters_are_ordered_integers_and_the_encoding_is_recorded(tmp_path: Path) -> None:
+    e = make(tmp_path)
+    e.searcher.suggest("a")
+    trial = e.study.trials[0]
+    assert trial.distributions == {"conv2a": IntDistribution(0, 2), "conv3a": IntDistribution(0, 2)}
+    assert e.study.user_attrs[StudyAttr.PARAM_ENCODING] == "index"
+
+
+def test_a_duplicate_is_answered_from_the_stored_result_and_is_never_a_second_complete(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 3})
+    s, study = e.searcher, e.study
     a = s.suggest("a")
     s.on_trial_complete("a", result(acc=0.7))
-    study = s._ot_study
     study.enqueue_trial(params_of(a))
     study.enqueue_trial(params_of(a))
     b = s.suggest("b")
     assert params_of(b) != params_of(a)
     dups = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.DUPLICATE]
     assert len(dups) == 2
-    for t in dups:
-        assert t.state == TrialState.COMPLETE and t.values == study.trials[0].values
-        assert t.user_attrs["duplicate_of"] == 0
+    assert all(t.state == TrialState.FAIL and t.user_attrs["duplicate_of"] == 0 for t in dups)
     assert s.counted == 1 and s.duplicates == 2
+    ids = complete_ids(study)
+    assert len(ids) == len(set(ids))
 
 
-def test_duplicate_of_a_running_trial_waits_for_its_result(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 3})
+def test_a_duplicate_of_a_running_schedule_is_not_trained_twice(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 3})
+    s, study = e.searcher, e.study
     a = s.suggest("a")
-    s._ot_study.enqueue_trial(params_of(a))
+    study.enqueue_trial(params_of(a))
     b = s.suggest("b")
     assert params_of(b) != params_of(a)
-    waiting = s._ot_study.trials[1]
-    assert waiting.state == TrialState.RUNNING and waiting.params == params_of(a)
-    s.on_trial_complete("a", result(acc=0.7))
-    waiting = s._ot_study.trials[1]
-    assert waiting.state == TrialState.COMPLETE and waiting.user_attrs["outcome"] == Outcome.DUPLICATE
+    dup = study.trials[1]
+    assert dup.state == TrialState.FAIL and dup.user_attrs["outcome"] == Outcome.DUPLICATE
+    assert dup.user_attrs["duplicate_of"] == 0
 
 
-def test_asha_stopped_trial_is_pruned_counted_and_off_the_front(tmp_path: Path) -> None:
-    stopper = EarlyStopper(max_t=3, grace_period=1, reduction_factor=2)
-    s, _ = make(tmp_path, stopper=stopper, trainer={"epochs": 3}, search={"trials": 3})
-    s.suggest("a"), s.suggest("b")
-    s.on_trial_result("a", result("training", 0.9, epoch=1))
-    stopper.stopped.add("a")  # what EarlyStopper.on_trial_result records when ASHA says STOP
-    s.on_trial_complete("a", result("training", 0.9, epoch=1, flops=1.0))  # tempting partial values
-    s.on_trial_complete("b", result("training", 0.2, epoch=2))  # stopped by something else
-    t = s._ot_study.trials
-    assert t[0].state == TrialState.PRUNED and t[0].user_attrs["outcome"] == Outcome.EARLY_STOPPED
-    assert "ASHA" in t[0].user_attrs["prune_reason"] and t[0].user_attrs["partial_values"]["val_accuracy"] == 0.9
-    assert t[1].state == TrialState.FAIL and t[1].user_attrs["outcome"] == Outcome.INTERRUPTED
-    assert s.counted == 1  # early-stopped trials count as evaluated; interrupted ones do not
-    assert s._ot_study.best_trials == []
+def test_a_stream_of_duplicates_falls_back_to_an_unseen_schedule(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 3})
+    s, study = e.searcher, e.study
+    a = s.suggest("a")
+    s.on_trial_complete("a", result())
+    for _ in range(_searcher.DUPLICATE_STREAK):
+        study.enqueue_trial(params_of(a))
+    b = s.suggest("b")
+    assert params_of(b) != params_of(a)
+    assert any(t.user_attrs.get("enqueued") for t in study.trials)
 
 
-def test_constraint_breach_is_pruned_untrained_and_off_the_front(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, constraints={"max_flops": 1e8}, search={"trials": 2})
-    s.suggest("a"), s.suggest("b")
-    s.on_trial_complete("a", result("infeasible", 0.0, epoch=0, flops=2e8, reason="flops 200,000,000 > 100,000,000"))
-    s.on_trial_complete("b", result(acc=0.4, flops=5e7))
-    t = s._ot_study.trials
-    assert t[0].state == TrialState.PRUNED and t[0].user_attrs["outcome"] == Outcome.INFEASIBLE
-    assert "constraint" in t[0].user_attrs["prune_reason"] and t[0].constraints["max_flops"] > 0
-    assert "val_accuracy_per_epoch" not in t[0].user_attrs  # never trained
-    assert t[1].constraints["max_flops"] < 0
-    assert [b.number for b in s._ot_study.best_trials] == [1]
-    assert s.counted == 1  # the breach does not count: another schedule is proposed
-    assert isinstance(s.suggest("c"), dict)
+def test_a_duplicate_proposal_is_replaced_by_its_nearest_unseen_neighbour(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 4})
+    s, study = e.searcher, e.study
+    a = s.suggest("a")  # orig: (0, 0)
+    s.on_trial_complete("a", result())
+    study.enqueue_trial(params_of(a))
+    b = s.suggest("b")
+    assert sum(abs(b[k] - a[k]) for k in ("conv2a", "conv3a")) == 1  # one step in one ordered parameter
+    assert study.trials[-1].user_attrs["enqueued"].startswith("unseen neighbour of duplicate proposal #1")
 
 
-def test_failed_trial_is_recorded_with_its_reason_and_retried_up_to_the_limit(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 2, "max_retries": 0})
+def test_seeds_are_generation_zero_observations_for_nsga2(tmp_path: Path) -> None:
+    e = make(tmp_path, seeds=["orig", "root-4", "col-2"], search={"trials": 6, "sampler": "nsga2"})
+    s, study = e.searcher, e.study
+    assert isinstance(study.sampler, optuna.samplers.NSGAIISampler)
+    assert study.sampler.population_size >= 3  # at least the number of seeds
+    for i in range(3):
+        cfg = s.suggest(f"s{i}")
+        s.on_trial_complete(f"s{i}", result(acc=0.3 + 0.1 * i))
+    seeds = [t for t in study.trials if t.user_attrs.get("seed")]
+    assert len(seeds) == 3 and all(t.state == TrialState.COMPLETE for t in seeds)
+    assert [study.sampler.get_trial_generation(study, t) for t in seeds] == [0, 0, 0]
+    assert cfg is not None
+
+
+def test_an_infeasible_schedule_is_decided_at_ask_time_and_never_trained(tmp_path: Path) -> None:
+    e = make(tmp_path, constraints={"max_params": 6.0e5}, search={"trials": 2})  # orig (967k) breaks it
+    s, study = e.searcher, e.study
+    configs = [s.suggest("a"), s.suggest("b")]
+    assert all(isinstance(c, dict) for c in configs)
+    orig = study.trials[0]
+    assert orig.user_attrs["seed"] == "orig" and orig.state == TrialState.PRUNED
+    assert orig.user_attrs["outcome"] == Outcome.INFEASIBLE and orig.constraints["max_params"] > 0
+    assert "params 966,986 > 600,000" in orig.user_attrs["prune_reason"]
+    assert "val_accuracy" not in orig.user_attrs and orig.values is None  # no made-up accuracy
+    started = {t.number for t in study.trials if t.state == TrialState.RUNNING}
+    assert len(started) == 2 and orig.number not in started  # only feasible schedules reach Tune
+    for t in study.trials:
+        if t.state == TrialState.RUNNING:
+            assert t.constraints["max_params"] <= 0
+    assert s.infeasible >= 1 and s.counted == 0
+
+
+def test_a_limit_below_the_cheapest_schedule_is_refused_before_anything_runs() -> None:
+    with pytest.raises(SpaceError, match=r"constraints\.max_flops.*cheapest schedule of the space \([\d,]+ flops\)"):
+        load_space(tiny(constraints={"max_flops": 1000}))
+
+
+def test_a_run_of_infeasible_proposals_ends_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_searcher, "INFEASIBLE_STREAK", 3)
+    e = make(tmp_path, constraints={"max_params": 4.0e5}, search={"trials": 2})  # only col-4 (373k) fits
+    s = e.searcher
+    for i in range(3):
+        e.study.enqueue_trial({"conv2a": 0, "conv3a": i})  # conv2a at 1 group: all break the limit
+    assert s.suggest("a") == Searcher.FINISHED
+    assert s.stop_reason is not None and "3 proposals in a row broke the constraints" in s.stop_reason
+
+
+def test_a_failure_streak_with_one_reason_stops_the_search(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 10, "max_retries": 5})
+    s = e.searcher
+    for i in range(_searcher.FAILURE_STREAK):
+        s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", error=True)
+        s.record_error(f"t{i}", f"FileNotFoundError: no CIFAR-10 at /data (attempt {i})")
+    assert s.stop_reason is not None and "failed with: FileNotFoundError" in s.stop_reason
+    assert s.suggest("next") == Searcher.FINISHED
+
+
+def test_a_deterministic_failure_is_not_retried(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 2, "max_retries": 5})
+    s, study = e.searcher, e.study
     a = s.suggest("a")
     s.on_trial_complete("a", error=True)
     s.record_error("a", "NonFiniteLossError: training loss is nan at step 3 (epoch 1)")
-    t = s._ot_study.trials[0]
+    t = study.trials[0]
     assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("NonFiniteLossError")
-    assert s.counted == 0
-    s._ot_study.enqueue_trial(params_of(a))  # proposed again after max_retries failures: skipped
+    study.enqueue_trial(params_of(a))
     b = s.suggest("b")
     assert params_of(b) != params_of(a)
-    assert any(x.user_attrs.get("outcome") == Outcome.SKIPPED for x in s._ot_study.trials)
+    assert any(x.user_attrs.get("outcome") == Outcome.SKIPPED for x in study.trials)
+
+
+def test_an_early_stopped_trial_is_pruned_counts_its_epochs_and_is_off_the_front(tmp_path: Path) -> None:
+    e = make(tmp_path, trainer={"epochs": 4}, search={"trials": 2, "early_stopping": "moasha", "grace_period": 1})
+    s, study, sched = e.searcher, e.study, e.scheduler
+    assert sched is not None and sched.rungs == [1, 3]
+    s.suggest("a"), s.suggest("b")
+    s.on_trial_result("a", result("training", 0.9, epoch=1))
+    sched.stopped["a"] = 1  # what the scheduler records when it says STOP
+    s.on_trial_complete("a", result("training", 0.9, epoch=1))
+    s.on_trial_complete("b", result("training", 0.2, epoch=2))  # stopped by something else
+    t = study.trials
+    assert t[0].state == TrialState.PRUNED and t[0].user_attrs["outcome"] == Outcome.EARLY_STOPPED
+    assert "MO-ASHA" in t[0].user_attrs["prune_reason"] and t[0].user_attrs["partial_values"]["val_accuracy"] == 0.9
+    assert t[0].user_attrs["val_accuracy_per_epoch"] == [0.9] and t[0].intermediate_values == {}
+    assert t[1].state == TrialState.FAIL and t[1].user_attrs["outcome"] == Outcome.INTERRUPTED
+    assert s.counted == 1 and s.evaluated == 0 and s.epochs_spent == 1
+    assert study.best_trials == []
+    # the epoch budget (2 x 4) is not spent: more schedules are asked for
+    assert isinstance(s.suggest("c"), dict)
+    # a stopped schedule proposed again is a duplicate of its PRUNED trial, not retrained
+    study.enqueue_trial(params_of({k: v for k, v in t[0].params.items()}))
+    s.suggest("d")
+    assert study.trials[-2].user_attrs["outcome"] == Outcome.DUPLICATE and study.trials[-2].user_attrs["duplicate_of"] == 0
 
 
 def test_small_space_is_exhausted_then_finished(tmp_path: Path) -> None:
-    s, pspace = make(tmp_path, groups=[{"layers": "conv2a", "choices": [1, 2]}], search={"trials": 5})
-    assert pspace.size == 2
+    e = make(tmp_path, groups=[{"layers": "conv2a", "choices": [1, 2]}], search={"trials": 5})
+    s = e.searcher
     a, b = s.suggest("a"), s.suggest("b")
-    assert {a["conv2a"], b["conv2a"]} == {1, 2}
+    assert {a["conv2a"], b["conv2a"]} == {0, 1}
     assert s.suggest("c") is None
     s.on_trial_complete("a", result())
     s.on_trial_complete("b", result())
@@ -149,39 +236,46 @@ def test_small_space_is_exhausted_then_finished(tmp_path: Path) -> None:
 
 
 def test_resume_marks_running_trials_failed_and_queues_them_again(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 3})
-    a = s.suggest("a")
-    b = s.suggest("b")
-    s.on_trial_complete("a", result())
-    del s  # the driver dies: trial b stays RUNNING
-    s2, _ = make(tmp_path, search={"trials": 3})
-    t = s2._ot_study.trials
+    e = make(tmp_path, search={"trials": 3})
+    e.searcher.suggest("a")
+    b = e.searcher.suggest("b")
+    e.searcher.on_trial_complete("a", result())
+    del e  # the driver dies: trial b stays RUNNING
+    e2 = make(tmp_path, search={"trials": 3})
+    t = e2.study.trials
     assert t[1].state == TrialState.FAIL and t[1].user_attrs["outcome"] == Outcome.INTERRUPTED
-    assert s2.counted == 1
-    assert params_of(s2.suggest("c")) == params_of(b)  # retried first
-    retry = s2._ot_study.trials[-1]
+    assert e2.searcher.counted == 1 and e2.searcher.epochs_spent == 1
+    assert params_of(e2.searcher.suggest("c")) == params_of(b)  # retried first
+    retry = e2.study.trials[-1]
     assert retry.user_attrs["retry_of"] == 1 and retry.state == TrialState.RUNNING
 
 
 def test_abandon_closes_open_trials(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 3})
-    s.suggest("a")
-    assert s.abandon("Ctrl-C") == 1
-    t = s._ot_study.trials[0]
+    e = make(tmp_path, search={"trials": 3})
+    e.searcher.suggest("a")
+    assert e.searcher.abandon("Ctrl-C") == 1
+    t = e.study.trials[0]
     assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "Ctrl-C"
 
 
+def test_the_searcher_pickles_without_its_study(tmp_path: Path) -> None:
+    e = make(tmp_path)
+    e.searcher.suggest("a")
+    clone = pickle.loads(pickle.dumps(e.searcher))
+    assert clone.budget == e.searcher.budget
+
+
 def test_changed_space_is_refused_unless_fresh_which_imports_same_fidelity(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, search={"trials": 2})
-    s.suggest("a")
-    s.on_trial_complete("a", result(acc=0.8))
+    e = make(tmp_path, search={"trials": 2})
+    e.searcher.suggest("a")
+    e.searcher.on_trial_complete("a", result(acc=0.8))
     with pytest.raises(SpaceError, match=r"trainer\.epochs: 1 -> 2.*--fresh"):
         make(tmp_path, trainer={"epochs": 2})
     # A new sampler is a new study, but results at the same fidelity carry over (not retrained).
-    s2, _ = make(tmp_path, fresh=True, search={"trials": 2, "sampler": "tpe"})
-    assert s2._ot_study.study_name == "tiny-2"
-    imported = [t for t in s2._ot_study.trials if t.user_attrs.get("outcome") == Outcome.IMPORTED]
+    e2 = make(tmp_path, fresh=True, search={"trials": 2, "sampler": "tpe"})
+    assert e2.study.study_name == "tiny-2"
+    imported = [t for t in e2.study.trials if t.user_attrs.get("outcome") == Outcome.IMPORTED]
     assert len(imported) == 1 and imported[0].values[0] == 0.8
-    assert s2.counted == 0
-    cfg = s2.suggest("b")  # the seed (orig) is the imported schedule: answered, not trained
-    assert cfg["conv2a"] != 1 or cfg["conv3a"] != 1
+    assert e2.searcher.counted == 0
+    cfg = e2.searcher.suggest("b")  # the seed (orig) is the imported schedule: answered, not trained
+    assert cfg["conv2a"] != 0 or cfg["conv3a"] != 0

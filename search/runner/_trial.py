@@ -1,10 +1,9 @@
-"""What one Ray Tune trial runs on a worker: schedule -> model -> cost -> (constraints) -> train.
+"""What one Ray Tune trial runs on a worker: schedule -> model -> train, reporting every epoch.
 
 The trial only *reports* (``ray.tune.report``); it never writes the study -- the driver alone does,
-so SQLite sees one writer. Each report carries every objective (Tune checks that the searcher's
-metrics are present) and a ``status``:
+so SQLite sees one writer. Constraints were decided before the trial started (a breach never gets
+one). Each report carries the schedule id, every objective and a ``status``:
 
-* ``"infeasible"`` -- one report at epoch 0 when a cost constraint is broken; nothing is trained;
 * ``"training"`` -- after each epoch but the last;
 * ``"done"`` -- after the last epoch, once the final weights are saved.
 
@@ -14,17 +13,20 @@ ERROR and the driver records the reason.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["TrialContext", "train_trial", "weights_filename"]
+from ..engine._study import weights_filename
+
+if TYPE_CHECKING:
+    from ..space import ResolvedSpace
+
+__all__ = ["TrialContext", "train_trial"]
 
 #: Data sets already loaded in this worker process (Tune reuses actors between trials).
 _DATA_CACHE: dict[str, Any] = {}
@@ -35,24 +37,16 @@ class TrialContext:
     """Everything a trial needs besides its parameters; shipped once through Ray's object store.
 
     Attributes:
-        space: the validated space, as plain data.
+        space: the space, resolved once by the driver (nothing is re-validated on the worker).
         weights_dir: absolute folder for final weights (``<schedule>.safetensors``).
         checkpoint_dir: absolute folder for per-epoch checkpoints of running trials.
-        latency_cache: absolute JSON file of measured latencies (one measurement per schedule).
         study_name: recorded in the weights' metadata.
     """
 
-    space: dict[str, Any]
+    space: ResolvedSpace
     weights_dir: str
     checkpoint_dir: str
-    latency_cache: str
     study_name: str
-
-
-def weights_filename(schedule_id: str) -> str:
-    """A file-safe name for a schedule id: ``nin:1-2-4`` -> ``nin_1-2-4.safetensors``."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in schedule_id)
-    return f"{safe}.safetensors"
 
 
 def _checkpoint_filename(schedule_id: str) -> str:
@@ -94,58 +88,27 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune  # noqa: PLC0415
 
     import deeproots  # noqa: PLC0415
-    from deeproots.training import fit  # noqa: PLC0415
+    from deeproots.training import checkpoint_history, fit  # noqa: PLC0415
 
-    from ._config import SearchSpace, make_train_config  # noqa: PLC0415
-    from ._space import build_param_space  # noqa: PLC0415
-
-    space = SearchSpace.model_validate(ctx.space)
-    pspace = build_param_space(space)
+    resolved = ctx.space
+    space, pspace, train_cfg = resolved.spec, resolved.params, resolved.train
     resume = bool(config.get("__resume", False))
     values = {p.name: int(config[p.name]) for p in pspace.params}
     schedule = pspace.schedule(values)
-    train_cfg = make_train_config(space.trainer)
-    cpus = max(1, int(space.resources.cpus_per_trial))
-    if train_cfg.threads is None and space.resources.gpus_per_trial == 0:
-        train_cfg = dataclasses.replace(train_cfg, threads=cpus)
     epochs = train_cfg.epochs
 
     torch.manual_seed(_init_seed(schedule.id, train_cfg.seed))
     model = deeproots.build_model(space.model.arch, schedule, num_classes=pspace.num_classes, **space.model.options)
-    cost = deeproots.count_cost(model, pspace.input_size)
+    # Costs were decided at ask time (exact cost table; latency measured once by the driver): every
+    # report carries them, with the schedule id, for the rung scheduler and the searcher.
+    costs = {k: float(v) for k, v in dict(config.get("__costs") or resolved.cost(values)).items()}
     base: dict[str, Any] = {
         "schedule_id": schedule.id,
-        "flops": float(cost.flops),
-        "params": float(cost.params),
+        **costs,
         "epochs": epochs,
-        "deeproots_version": deeproots.__version__,
         "host": os.uname().nodename,
         "node_id": ray.get_runtime_context().get_node_id(),
     }
-    if space.measures_latency:
-        lat = space.latency
-        latency = deeproots.measure_latency(
-            copy.deepcopy(model), pspace.input_size, device=lat.device, batch_size=lat.batch_size,
-            threads=lat.threads or cpus, cache=ctx.latency_cache,
-        )  # fmt: skip
-        base["latency_ms"] = float(latency.ms)
-    else:
-        base["latency_ms"] = float("nan")
-
-    limits = space.constraints
-    breaches = [
-        f"{what} {value:,.0f} > {limit:,.0f}" if what != "latency_ms" else f"latency {value:.3f} ms > {limit:.3f} ms"
-        for what, value, limit in (
-            ("flops", base["flops"], limits.max_flops),
-            ("params", base["params"], limits.max_params),
-            ("latency_ms", base["latency_ms"], limits.max_latency_ms),
-        )
-        if limit is not None and value > limit
-    ]
-    if breaches:
-        tune.report({**base, "status": "infeasible", "reason": "; ".join(breaches), "epoch": 0,
-                     "val_accuracy": 0.0, "device": "-", "images_per_second": 0.0})  # fmt: skip
-        return
 
     weights = Path(ctx.weights_dir) / weights_filename(schedule.id)
     done_file = weights.with_suffix(".json")
@@ -153,7 +116,7 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if recovered is not None and weights.exists():
         # Trained to the end by an earlier attempt whose driver died before recording it.
         scalars = {k: v for k, v in recovered.items() if k != "history"}
-        tune.report({**base, **scalars, "history_before": json.dumps(recovered["history"][:-1]),
+        tune.report({**base, **scalars, "history_before": list(recovered["history"][:-1]),
                      "status": "done", "weights": str(weights), "recovered": True})  # fmt: skip
         return
 
@@ -162,9 +125,9 @@ def train_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if not resume and ckpt.exists():
         ckpt.unlink()  # a retry after a failure starts afresh (new init); an interrupted one resumes
     before: list[float] = []  # validation accuracies of the epochs a resumed checkpoint holds
-    if resume and ckpt.exists():
-        before = [h["val_accuracy"] for h in torch.load(ckpt, map_location="cpu", weights_only=True)["history"]]
-    base["history_before"] = json.dumps(before)
+    if resume:
+        before = [h.val_accuracy for h in checkpoint_history(ckpt)]
+    base["history_before"] = before
     started = time.perf_counter()
     history: list[float] = list(before)
     speeds: list[float] = []

@@ -2,7 +2,7 @@
 
 Three outputs of the same data:
 
-* PNG (matplotlib, headless ``Agg``) -- for the report and the README;
+* PNG at 200 dpi, SVG and PDF (matplotlib, headless ``Agg``) -- for the report, the README and a paper;
 * interactive HTML -- Optuna's ``plot_pareto_front`` (hover shows each trial's schedule) and a
   plotly hypervolume curve, sharing one ``plotly.min.js`` in the export folder (works offline);
 * the same plotly figures attached to the study (``optuna_dashboard.save_plotly_graph_object``)
@@ -11,7 +11,11 @@ Three outputs of the same data:
 Every point is one distinct schedule: duplicates answered from a stored result are folded into the
 trial that trained it. The Pareto set is the study's (all objectives at once, feasible trials only)
 -- in a 2-D projection some of its points can look dominated; the dashed line is the 2-D front of
-that projection. Schedules with a paper name (``orig``, ``root-8``, ...) are labelled.
+that projection. Schedules with a paper name (``orig``, ``root-8``, ...) are labelled with it, the
+other members of the Pareto set with their trial number (``#7``, the ``trial`` column of
+``pareto.csv``). Error bars are one standard error of each validation accuracy (the trial's
+``val_accuracy_se``: binomial, the noise of the finite validation split alone). Titles name no
+study and stay within :data:`TITLE_MAX` characters, so they fit optuna-dashboard's half-width cards.
 
 **Hypervolume** is normalised so runs compare: loss ``1 - val_accuracy`` in [0, 1]; FLOPs and
 parameters divided by the architecture's ungrouped (``orig``) cost, so in [0, 1] as well; latency
@@ -28,9 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-__all__ = ["Point", "collect_points", "hypervolume", "hypervolume_history", "write_figures", "attach_to_study"]
+from ..engine.record import TrialView
+from ._locate import RunView
+
+__all__ = ["Point", "collect_points", "hypervolume", "hypervolume_history", "write_figures", "attach_to_study",
+           "TITLE_MAX", "FORMATS", "PNG_DPI"]  # fmt: skip
 
 #: Axis titles / units per objective name.
 _LABELS = {
@@ -45,6 +53,13 @@ _SCALE = {"flops": 1e-6, "params": 1e-6, "latency_ms": 1.0, "val_accuracy": 1.0}
 GRAPH_IDS = {"flops": "deeproots-accuracy-vs-flops", "params": "deeproots-accuracy-vs-params",
              "latency_ms": "deeproots-accuracy-vs-latency", "hypervolume": "deeproots-hypervolume"}  # fmt: skip
 _REF_MARGIN = 1.1
+#: Longest figure title (characters): a half-width optuna-dashboard card shows about this many at
+#: plotly's default title font without clipping.
+TITLE_MAX = 56
+#: Files written per matplotlib figure (PNG for screens, SVG and PDF for papers), and the PNG's resolution.
+FORMATS = ("png", "svg", "pdf")
+PNG_DPI = 200
+_HV_AXIS = "normalised hypervolume (ref. 1.1 × orig cost)"
 
 
 @dataclass
@@ -58,6 +73,7 @@ class Point:
         values: objective name -> value (partial values for early-stopped trials).
         kind: ``"evaluated"`` (COMPLETE), ``"early_stopped"`` (PRUNED by ASHA, partial values).
         pareto: on the study's Pareto set.
+        se: standard error of ``values["val_accuracy"]`` (a fraction), or None.
     """
 
     number: int
@@ -67,49 +83,47 @@ class Point:
     kind: str = "evaluated"
     pareto: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    se: float | None = None
+
+    @property
+    def tag(self) -> str | None:
+        """What the figures write beside the point: its paper name; on the Pareto set, else ``#<trial>``."""
+        return self.label or (f"#{self.number}" if self.pareto else None)
 
 
-def _paper_names(arch: str | None) -> dict[str, str]:
-    """Schedule id -> paper name for ``arch`` (first name wins when two coincide)."""
-    if not arch:
-        return {}
-    import deeproots  # noqa: PLC0415
-
-    try:
-        named = deeproots.paper_schedules(arch)
-    except ValueError:
-        return {}
-    out: dict[str, str] = {}
-    for name, s in named.items():
-        out.setdefault(s.id, name)
-    return out
-
-
-def collect_points(study: optuna.Study, pareto_ids: set[str] | None = None) -> list[Point]:
+def collect_points(
+    study: optuna.Study, paper: dict[str, str] | None = None, pareto_ids: set[str] | None = None,
+    val_images: int | None = None,
+) -> list[Point]:  # fmt: skip
     """Distinct schedules with their objective values, in trial order.
 
     Args:
         study: the study.
+        paper: schedule id -> paper name (labels).
         pareto_ids: schedule ids of the Pareto set (default: from ``study.best_trials``).
+        val_images: validation images (``data.val_size``): the standard error of trials that did not
+            record one is computed from it.
     """
+    from ._tables import standard_error  # noqa: PLC0415
+
     names = list(study.metric_names or [])
-    trials = study.get_trials(deepcopy=False)
-    arch = next((t.user_attrs.get("arch") for t in trials if t.user_attrs.get("arch")), None)
-    paper = _paper_names(arch)
+    paper = paper or {}
     if pareto_ids is None:
-        pareto_ids = {t.user_attrs.get("schedule_id", f"trial{t.number}") for t in study.best_trials}
+        pareto_ids = {TrialView(t).schedule_id for t in study.best_trials}
     points: dict[str, Point] = {}
-    for t in trials:
-        sid = t.user_attrs.get("schedule_id", f"trial{t.number}")
+    for t in study.get_trials(deepcopy=False):
+        view = TrialView(t)
+        sid = view.schedule_id
         if sid in points:
             continue
-        label = t.user_attrs.get("seed") or paper.get(sid)
+        label = view.seed_label or paper.get(sid)
         if t.state == TrialState.COMPLETE and t.values is not None:
             values = dict(zip(names, t.values))
-            points[sid] = Point(t.number, sid, label, values, "evaluated", sid in pareto_ids)
-        elif t.state == TrialState.PRUNED and isinstance(t.user_attrs.get("partial_values"), dict):
-            values = {k: float(v) for k, v in t.user_attrs["partial_values"].items()}
-            points[sid] = Point(t.number, sid, label, values, "early_stopped", False)
+            se = standard_error(view, values.get("val_accuracy"), val_images)
+            points[sid] = Point(t.number, sid, label, values, "evaluated", sid in pareto_ids, se=se)
+        elif t.state == TrialState.PRUNED and view.partial_values is not None:
+            se = standard_error(view, view.partial_values.get("val_accuracy"), val_images)
+            points[sid] = Point(t.number, sid, label, view.partial_values, "early_stopped", False, se=se)
     return list(points.values())
 
 
@@ -154,21 +168,9 @@ def hypervolume(points: list[tuple[float, ...]], ref: tuple[float, ...]) -> floa
     return vol
 
 
-def _normalisers(points: list[Point], objectives: list[str], arch: str | None, input_size: Any, num_classes: Any) -> dict[str, float]:
-    """Cost objective -> divisor (the ungrouped network's cost; the largest latency measured)."""
+def _normalisers(points: list[Point], objectives: list[str], base: Any) -> dict[str, float]:
+    """Cost objective -> divisor (the ungrouped network's cost ``base``; the largest latency measured)."""
     out: dict[str, float] = {}
-    base = None
-    if arch and input_size and any(o in ("flops", "params") for o in objectives):
-        try:
-            import torch  # noqa: PLC0415
-
-            import deeproots  # noqa: PLC0415
-
-            with torch.device("meta"):
-                model = deeproots.build_model(arch, "orig", num_classes=num_classes)
-            base = deeproots.count_cost(model, tuple(input_size))
-        except Exception:  # noqa: BLE001 (fall back to the largest observed value)
-            base = None
     for o in objectives:
         if o == "val_accuracy":
             continue
@@ -196,7 +198,7 @@ def hypervolume_history(
     out: list[tuple[int, float]] = []
     hv = 0.0
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.values is None or _infeasible(t):
+        if t.values is None or not TrialView(t).feasible:
             continue
         values = dict(zip(study.metric_names or objectives, t.values))
         p = _as_loss(values, objectives, norm)
@@ -205,10 +207,6 @@ def hypervolume_history(
             hv = hypervolume(seen, ref) / box
         out.append((t.number, hv))
     return out
-
-
-def _infeasible(t: FrozenTrial) -> bool:
-    return any(v > 0 for v in (t.constraints or []))
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -225,14 +223,32 @@ def _front_2d(points: list[Point], x: str) -> list[Point]:
     return front
 
 
-def _png_tradeoff(points: list[Point], x: str, path: Path, title: str) -> None:
+def _save(fig: Any, stem: Path) -> dict[str, Path]:
+    """Write ``fig`` as ``stem``.png (:data:`PNG_DPI`), .svg and .pdf; returns file name -> path."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    out = {}
+    for ext in FORMATS:
+        path = stem.with_suffix(f".{ext}")
+        fig.savefig(path, dpi=PNG_DPI if ext == "png" else None, metadata={"Creator": "deeproots"} if ext != "pdf" else None)
+        out[path.name] = path
+    plt.close(fig)
+    return out
+
+
+def _figure(height: float) -> tuple[Any, Any]:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    return plt.subplots(figsize=(7.5, height))
+
+
+def _png_tradeoff(points: list[Point], x: str, stem: Path, title: str) -> dict[str, Path]:
+    """Accuracy vs ``x`` as PNG, SVG and PDF (``stem`` + suffix); returns file name -> path."""
     s = _SCALE[x]
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
+    fig, ax = _figure(5.0)
     groups = (
         ("early_stopped", False, dict(marker="x", color="#bbbbbb", s=22, label="early-stopped (partial)")),
         ("evaluated", False, dict(marker="o", color="#9a9a9a", s=22, alpha=0.8, label="evaluated")),
@@ -241,34 +257,36 @@ def _png_tradeoff(points: list[Point], x: str, path: Path, title: str) -> None:
     )  # fmt: skip
     for kind, pareto, style in groups:
         sel = [p for p in points if p.kind == kind and p.pareto == pareto and x in p.values]
-        if sel:
-            ax.scatter([p.values[x] * s for p in sel], [p.values["val_accuracy"] for p in sel], **style)
+        if not sel:
+            continue
+        xs, ys = [p.values[x] * s for p in sel], [p.values["val_accuracy"] for p in sel]
+        bars = [(xx, yy, p.se) for xx, yy, p in zip(xs, ys, sel) if p.se is not None]
+        if bars:
+            ax.errorbar([b[0] for b in bars], [b[1] for b in bars], yerr=[b[2] for b in bars], fmt="none",
+                        ecolor="#d62728" if pareto else "#c8c8c8", elinewidth=0.9 if pareto else 0.7, capsize=2 if pareto else 0,
+                        alpha=0.7 if pareto else 0.6, zorder=2 if pareto else 1)  # fmt: skip
+        ax.scatter(xs, ys, **style)
     front = _front_2d([p for p in points if x in p.values], x)
     if len(front) > 1:
         ax.step([p.values[x] * s for p in front], [p.values["val_accuracy"] for p in front], where="post",
-                color="#d62728", linestyle="--", linewidth=1, alpha=0.6, label=f"front in this view")  # fmt: skip
+                color="#d62728", linestyle="--", linewidth=1, alpha=0.6, label="front in this view")  # fmt: skip
     for p in points:
-        if p.label and x in p.values:
-            ax.annotate(p.label, (p.values[x] * s, p.values["val_accuracy"]), textcoords="offset points",
+        if p.tag and x in p.values:
+            ax.annotate(p.tag, (p.values[x] * s, p.values["val_accuracy"]), textcoords="offset points",
                         xytext=(5, 4), fontsize=8, color="#1f3b73" if p.pareto else "#444444")  # fmt: skip
     ax.set_xlabel(_LABELS[x])
-    ax.set_ylabel(_LABELS["val_accuracy"])
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(_LABELS["val_accuracy"] + (" (± 1 s.e.)" if any(p.se is not None for p in points) else ""))
+    ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.08, y=0.08)  # room for the labels at the edges
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return _save(fig, stem)
 
 
-def _png_hypervolume(history: list[tuple[int, float]], seeds_until: int | None, path: Path, title: str) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=110)
+def _png_hypervolume(history: list[tuple[int, float]], seeds_until: int | None, stem: Path, title: str) -> dict[str, Path]:
+    """The hypervolume curve as PNG, SVG and PDF (``stem`` + suffix); returns file name -> path."""
+    fig, ax = _figure(4.0)
     if history:
         ax.step([n for n, _ in history], [v for _, v in history], where="post", color="#1f77b4")
         ax.scatter([n for n, _ in history], [v for _, v in history], s=10, color="#1f77b4")
@@ -280,12 +298,11 @@ def _png_hypervolume(history: list[tuple[int, float]], seeds_until: int | None, 
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial number")
-    ax.set_ylabel("normalised hypervolume")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(_HV_AXIS)
+    ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return _save(fig, stem)
 
 
 def _hover(p: Point) -> str:
@@ -293,7 +310,8 @@ def _hover(p: Point) -> str:
     parts = [f"<b>{p.label}</b> " if p.label else "", p.schedule_id, f"<br>trial #{p.number}"]
     if p.kind == "early_stopped":
         parts.append(" (early-stopped: partial)")
-    parts.append(f"<br>val accuracy {100 * v.get('val_accuracy', math.nan):.2f} %")
+    se = f" ± {100 * p.se:.2f}" if p.se is not None else ""
+    parts.append(f"<br>val accuracy {100 * v.get('val_accuracy', math.nan):.2f}{se} %")
     for o in ("flops", "params"):
         if o in v:
             parts.append(f"<br>{_SHORT[o]} {v[o] * _SCALE[o]:.3f} M")
@@ -317,9 +335,14 @@ def _plotly_tradeoff(points: list[Point], x: str, title: str) -> Any:
     for kind, pareto, name, marker in layers:
         sel = [p for p in points if p.kind == kind and p.pareto == pareto and x in p.values]
         if sel:
+            errors = None
+            if any(p.se is not None for p in sel):
+                errors = {"type": "data", "array": [p.se if p.se is not None else 0.0 for p in sel], "thickness": 1,
+                          "width": 2 if pareto else 0, "color": "#d62728" if pareto else "#c8c8c8"}  # fmt: skip
             fig.add_trace(go.Scatter(
                 x=[p.values[x] * s for p in sel], y=[p.values["val_accuracy"] for p in sel], mode="markers",
                 name=name, marker=marker, text=[_hover(p) for p in sel], hovertemplate="%{text}<extra></extra>",
+                error_y=errors,
             ))  # fmt: skip
     front = _front_2d([p for p in points if x in p.values], x)
     if len(front) > 1:
@@ -329,8 +352,8 @@ def _plotly_tradeoff(points: list[Point], x: str, title: str) -> Any:
             hoverinfo="skip",
         ))  # fmt: skip
     for p in points:
-        if p.label and x in p.values:
-            fig.add_annotation(x=p.values[x] * s, y=p.values["val_accuracy"], text=p.label, showarrow=False,
+        if p.tag and x in p.values:
+            fig.add_annotation(x=p.values[x] * s, y=p.values["val_accuracy"], text=p.tag, showarrow=False,
                                xshift=4, yshift=9, xanchor="left", font={"size": 10})  # fmt: skip
     fig.update_layout(title=title, xaxis_title=_LABELS[x], yaxis_title=_LABELS["val_accuracy"], template="none",
                       xaxis={"showgrid": True, "gridcolor": "#e5e5e5"}, yaxis={"showgrid": True, "gridcolor": "#e5e5e5"},
@@ -355,53 +378,49 @@ def _plotly_hypervolume(history: list[tuple[int, float]], title: str) -> Any:
 
     fig = go.Figure(go.Scatter(x=[n for n, _ in history], y=[v for _, v in history], mode="lines+markers",
                                line={"shape": "hv"}, name="hypervolume"))  # fmt: skip
-    fig.update_layout(title=title, xaxis_title="trial number", yaxis_title="normalised hypervolume", template="none",
+    fig.update_layout(title=title, xaxis_title="trial number", yaxis_title=_HV_AXIS, template="none",
                       xaxis={"showgrid": True, "gridcolor": "#e5e5e5"}, yaxis={"showgrid": True, "gridcolor": "#e5e5e5"})  # fmt: skip
     return fig
 
 
-def write_figures(
-    study: optuna.Study,
-    out_dir: str | Path,
-    *,
-    pareto_ids: set[str] | None = None,
-    arch: str | None = None,
-    input_size: Any = None,
-    num_classes: int | None = None,
-    html: bool = True,
-) -> dict[str, Any]:
-    """Write the PNG (and HTML) figures of ``study`` into ``out_dir``.
+def tradeoff_title(x: str, schedules: int, front: int) -> str:
+    """``Accuracy vs FLOPs: 10 schedules, 6 on the front`` (no study name; at most :data:`TITLE_MAX` characters)."""
+    title = f"Accuracy vs {_SHORT[x]}: {schedules:,} schedules, {front:,} on the front"
+    return title if len(title) <= TITLE_MAX else f"Accuracy vs {_SHORT[x]}: {front:,} of {schedules:,} on the front"
+
+
+def write_figures(view: RunView, out_dir: str | Path, *, pareto_ids: set[str] | None = None, html: bool = True) -> dict[str, Any]:
+    """Write the PNG (and HTML) figures of a run's study into ``out_dir``.
 
     Returns:
-        ``{"files": {name: path}, "figures": {graph id: plotly figure}, "hypervolume": last value,
-        "points": [Point]}`` -- the plotly figures are what :func:`attach_to_study` saves.
+        ``{"files": {file name: path}, "figures": {graph id: plotly figure}, "hypervolume": last value,
+        "points": [Point], "normalisers": {objective: divisor}}`` -- the plotly figures are what
+        :func:`attach_to_study` saves.
     """
+    study = view.study
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     objectives = list(study.metric_names or [])
-    points = collect_points(study, pareto_ids)
-    name = study.study_name
+    val_images = view.meta.data_config.get("val_size")
+    points = collect_points(study, view.paper, pareto_ids, int(val_images) if val_images else None)
     n_front = sum(p.pareto for p in points)
     files: dict[str, Path] = {}
     figures: dict[str, Any] = {}
     for x in (o for o in objectives if o != "val_accuracy"):
-        title = f"{name}: validation accuracy vs {_SHORT[x]} ({len(points)} schedules, {n_front} on the Pareto set)"
+        title = tradeoff_title(x, len(points), n_front)
         png = out / f"accuracy_vs_{x.removesuffix('_ms')}.png"
-        _png_tradeoff(points, x, png, title)
-        files[png.stem] = png
+        files.update(_png_tradeoff(points, x, png.with_suffix(""), title))
         if html:
             fig = _plotly_tradeoff(points, x, title)
             figures[GRAPH_IDS[x]] = fig
             path = out / f"{png.stem}.html"
             fig.write_html(path, include_plotlyjs="directory")
             files[f"{png.stem}.html"] = path
-    norm = _normalisers(points, objectives, arch, input_size, num_classes)
+    norm = _normalisers(points, objectives, view.orig_cost)
     history = hypervolume_history(study, objectives, norm)
-    seeds = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("seed")]
-    title = f"{name}: hypervolume over trials (normalised; reference 1.1 x ungrouped cost, accuracy 0)"
-    png = out / "hypervolume.png"
-    _png_hypervolume(history, max(seeds) if seeds else None, png, title)
-    files["hypervolume"] = png
+    seeds = [t.number for t in study.get_trials(deepcopy=False) if TrialView(t).seed_label]
+    title = "Hypervolume over trials"
+    files.update(_png_hypervolume(history, max(seeds) if seeds else None, out / "hypervolume", title))
     if html:
         fig = _plotly_hypervolume(history, title)
         figures[GRAPH_IDS["hypervolume"]] = fig

@@ -10,21 +10,38 @@ every result the older studies hold at the same fidelity added to it (untrained,
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 import warnings
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
-from ._config import SearchSpace, SpaceError
-from ._space import ParamSpace
-from ._trainable import weights_filename
+from ..space import SpaceError
+from ..space._params import ENCODING
+from .record import Attr, Outcome, StudyAttr, StudyMeta, constraint_values
 
-__all__ = ["RunPaths", "RunPlan", "plan_run", "open_storage", "prepare_study", "make_sampler", "read_run"]
+if TYPE_CHECKING:
+    from ..space import ResolvedSpace
+
+__all__ = ["RunPaths", "RunPlan", "plan_run", "open_storage", "prepare_study", "make_sampler", "read_run",
+           "weights_filename", "trial_key"]  # fmt: skip
+
+
+def weights_filename(schedule_id: str) -> str:
+    """A file-safe name for a schedule id: ``nin:1-2-4`` -> ``nin_1-2-4.safetensors``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in schedule_id)
+    return f"{safe}.safetensors"
+
+
+def trial_key(params: Any, values: dict[str, Any]) -> tuple[int, ...] | None:
+    """The point of the parameter space ``params`` that a trial's ``values`` name (None when missing)."""
+    try:
+        return tuple(int(values[p.name]) for p in params.params)
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -86,12 +103,16 @@ class RunPlan:
 
     Attributes:
         paths: the run's files.
-        mode: ``"new"`` (no study yet), ``"resume"`` (the study exists, same space) or
-            ``"fresh"`` (a new study beside older ones).
+        mode: ``"new"`` (no study yet), ``"resume"`` (the study exists, same space),
+            ``"fresh"`` (a new study beside older ones), ``"restart"`` (the study exists with another
+            space but holds no finished trial: it is made anew) or ``"differs"`` (a dry run's view of
+            a study made with another space).
+        diff: how the space differs from the existing study's (``key: old -> new``), or None.
     """
 
     paths: RunPaths
     mode: str
+    diff: str | None = None
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -156,20 +177,30 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
     return None
 
 
-def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False) -> RunPlan:
+def plan_run(
+    space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False,
+    refuse: bool = True, study: str | None = None,
+) -> RunPlan:  # fmt: skip
     """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
 
-    Reads the storage if it exists; writes nothing.
+    A study made with another space that holds no finished trial is simply made anew
+    (``"restart"``): nothing would be lost. Reads the storage if it exists; writes nothing.
+
+    Args:
+        refuse: raise on a changed space (False: a dry run, which reports the difference instead).
+        study: a study of the run's storage other than the run's own (``run.json`` is then not
+            read); ``fresh`` numbers it ``<study>-2``, ``-3`` ... (the fidelity check's studies).
 
     Raises:
         SpaceError: the existing study was started with a different space (naming the first
-            differing key), or the storage cannot be opened.
+            differing key) or by an older deeproots, or the storage cannot be opened.
     """
     root = Path(runs_dir) / space.name
-    url = storage or space.storage or default_storage(root)
+    url = storage or space.spec.storage or default_storage(root)
     run_file = root / "run.json"
-    study_name = space.name
-    if run_file.exists():
+    base = study or space.name  # (``study`` is reused below for the loaded study)
+    study_name = base
+    if study is None and run_file.exists():
         try:
             recorded = json.loads(run_file.read_text())
             if recorded.get("storage") == url:
@@ -180,10 +211,21 @@ def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str 
     if not names or study_name not in names:
         return RunPlan(RunPaths(root, url, study_name), "new")
     study = optuna.load_study(study_name=study_name, storage=url)
-    old = study.user_attrs.get("identity")
-    diff = _diff(old, space.identity()) if old is not None else None
+    version = study.user_attrs.get(StudyAttr.RECORD_VERSION)
+    if version != StudyMeta.version:
+        diff: str | None = f"made by another deeproots (run record version {version or 1}, this one writes {StudyMeta.version})"
+    elif study.user_attrs.get(StudyAttr.PARAM_ENCODING) != ENCODING:
+        diff = f"parameters encoded as {study.user_attrs.get(StudyAttr.PARAM_ENCODING)!r}, this version encodes them as {ENCODING!r}"
+    else:
+        old = study.user_attrs.get(StudyAttr.IDENTITY)
+        diff = _diff(old, space.identity()) if old is not None else "the study records no space"
     if diff is None:
         return RunPlan(RunPaths(root, url, study_name), "resume")
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not fresh and not finished:
+        return RunPlan(RunPaths(root, url, study_name), "restart", diff)
+    if not refuse:
+        return RunPlan(RunPaths(root, url, study_name), "differs", diff)
     if not fresh:
         raise SpaceError(
             "",
@@ -191,12 +233,12 @@ def plan_run(space: SearchSpace, *, runs_dir: str | Path = "runs", storage: str 
             f"pass --fresh for a new study, or --name for a new run",
         )
     n = 2
-    while f"{space.name}-{n}" in names:
+    while f"{base}-{n}" in names:
         n += 1
-    return RunPlan(RunPaths(root, url, f"{space.name}-{n}"), "fresh")
+    return RunPlan(RunPaths(root, url, f"{base}-{n}"), "fresh", diff)
 
 
-def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of ``search.sampler``, seeded with ``search.seed + offset``.
 
     ``offset`` is the number of trials already in the study, so a resumed search does not replay
@@ -205,15 +247,25 @@ def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.sam
     Raises:
         SpaceError: bad ``search.sampler_options`` or a missing optional dependency.
     """
-    s = space.search
+    s = space.spec.search
     seed = s.seed + offset
     opts = dict(s.sampler_options)
     try:
         if s.sampler == "nsga2":
-            opts.setdefault("population_size", max(4, min(50, budget // 4)))
-            return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+            seeds = len(space.params.seeds)
+            if "population_size" not in opts:
+                opts["population_size"] = max(4, min(50, budget // 16), seeds)  # the seeds are generation 0; ~16 generations
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, **opts)
+            if sampler.population_size < seeds:
+                raise SpaceError("search.sampler_options", f"nsga2: population_size {sampler.population_size} is smaller "
+                                 f"than the {seeds} seeds, which all belong to generation 0")  # fmt: skip
+            return sampler
         if s.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, **opts)
+            opts.setdefault("multivariate", True)  # the group counts of a schedule act together
+            opts.setdefault("constant_liar", True)  # trials run at once: do not propose what is running
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=seed, **opts)
         if s.sampler == "gp":
             try:
                 import scipy  # noqa: F401, PLC0415
@@ -227,20 +279,21 @@ def make_sampler(space: SearchSpace, budget: int, offset: int = 0) -> optuna.sam
         raise SpaceError("search.sampler_options", f"{s.sampler}: {str(e).splitlines()[0]}") from None
 
 
-def _user_attr_setter(study: optuna.Study, trial_id: int) -> optuna.Trial:
-    return optuna.trial.Trial(study, trial_id)
+def _trial_handle(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> optuna.Trial:
+    """A writable handle on trial ``number`` of ``study`` (public storage look-ups only)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
 
 
 def prepare_study(
     plan: RunPlan,
-    space: SearchSpace,
-    pspace: ParamSpace,
+    space: ResolvedSpace,
     storage: optuna.storages.BaseStorage,
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """Create (new/fresh) or recover (resume) the study; returns what happened.
 
-    New study: directions, metric names, the space and its fidelity as study attributes, the seeds
+    New study: directions, metric names and the run record (:class:`StudyMeta`), the seeds
     enqueued, known results of other studies at the same fidelity added. Resumed study: trials left
     RUNNING by a driver that died become FAIL (``outcome: interrupted``) and their schedules are
     enqueued again (a per-epoch checkpoint, if one was written, is resumed from).
@@ -248,32 +301,23 @@ def prepare_study(
     Returns:
         ``{"created": bool, "recovered": int, "retry": [keys], "imported": int, "checkpoints": {keys}}``.
     """
-    from ._searcher import Outcome, trial_key  # noqa: PLC0415
+    from .record import DIRECTIONS  # noqa: PLC0415
 
+    pspace = space.params
     name = plan.paths.study_name
-    directions = [
-        {"val_accuracy": "maximize"}.get(o, "minimize") for o in space.objectives
-    ]
+    directions = [DIRECTIONS[o] for o in space.objectives]
     info: dict[str, Any] = {"created": False, "recovered": 0, "retry": [], "imported": 0, "checkpoints": set()}
     existing = [s.study_name for s in storage.get_all_studies()]
+    if plan.mode == "restart" and name in existing:  # made with another space, nothing finished: made anew
+        optuna.delete_study(study_name=name, storage=storage)
+        existing.remove(name)
     if name not in existing:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(space.objectives))  # optuna-dashboard shows these names
-        study.set_user_attr("identity", space.identity())
-        study.set_user_attr("space", space.model_dump(mode="json"))
-        study.set_user_attr("fidelity", space.fidelity())
-        study.set_user_attr("fidelity_key", space.fidelity_key())
-        study.set_user_attr("train_config", space.train_config())
-        study.set_user_attr("geometry", {"input_size": list(pspace.input_size), "num_classes": pspace.num_classes})
-        study.set_user_attr("run_name", space.name)
-        study.set_user_attr("created", time.strftime("%Y-%m-%d %H:%M:%S"))
-        study.set_user_attr("provenance", provenance)
+        space.study_meta(space.name, provenance).write(study)
         for label, values in pspace.seeds:
-            study.enqueue_trial(values, user_attrs={"seed": label})
+            study.enqueue_trial(values, user_attrs={Attr.SEED: label})
         info["created"] = True
-        info["imported"] = _import_known(study, storage, space, pspace, existing)
+        info["imported"] = _import_known(study, storage, space, existing)
     else:
         study = optuna.load_study(study_name=name, storage=storage)
         answered = {
@@ -282,9 +326,9 @@ def prepare_study(
         }
         retry: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial = _user_attr_setter(study, t._trial_id)
-            trial.set_user_attr("outcome", Outcome.INTERRUPTED)
-            trial.set_user_attr("fail_reason", "the search driver stopped while this trial ran (killed?); its schedule is retried")
+            trial = _trial_handle(study, storage, t.number)
+            trial.set_user_attr(Attr.OUTCOME, Outcome.INTERRUPTED)
+            trial.set_user_attr(Attr.FAIL_REASON, "the search driver stopped while this trial ran (killed?); its schedule is retried")
             study.tell(t.number, state=TrialState.FAIL)
             info["recovered"] += 1
             key = trial_key(pspace, t.params)
@@ -292,37 +336,34 @@ def prepare_study(
                 retry.setdefault(key, t)
         for key, t in retry.items():
             values = dict(zip((p.name for p in pspace.params), key))
-            attrs = {"retry_of": t.number, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
+            attrs = {Attr.RETRY_OF: t.number, **({Attr.SEED: t.user_attrs[Attr.SEED]} if Attr.SEED in t.user_attrs else {})}
             study.enqueue_trial(values, user_attrs=attrs)
             sid = pspace.schedule(values).id
             if (plan.paths.checkpoint_dir / weights_filename(sid).replace(".safetensors", ".pt")).exists():
                 info["checkpoints"].add(key)
         info["retry"] = list(retry)
-    study.set_user_attr("trials", space.search.trials)
+    study.set_user_attr(StudyAttr.TRIALS, space.spec.search.trials)
     return info
 
 
-def _import_known(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, space: SearchSpace, pspace: ParamSpace, names: list[str]
-) -> int:
+def _import_known(study: optuna.Study, storage: optuna.storages.BaseStorage, space: ResolvedSpace, names: list[str]) -> int:
     """Add results of other studies in ``storage`` at the same fidelity (``study.add_trial``)."""
     from optuna.trial import create_trial  # noqa: PLC0415
 
-    from ._searcher import Outcome  # noqa: PLC0415
-
+    pspace = space.params
     key = space.fidelity_key()
     seen: set[tuple[int, ...]] = set()
     added = 0
     for other in names:
         src = optuna.load_study(study_name=other, storage=storage)
-        if src.user_attrs.get("fidelity_key") != key:
+        if src.user_attrs.get(StudyAttr.FIDELITY_KEY) != key:
             continue
         for t in src.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             attrs = dict(t.user_attrs)
-            if attrs.get("outcome") not in (Outcome.EVALUATED, Outcome.IMPORTED) or "schedule" not in attrs:
+            if attrs.get(Attr.OUTCOME) not in (Outcome.EVALUATED, Outcome.IMPORTED) or Attr.SCHEDULE not in attrs:
                 continue
             try:
-                values = pspace.values_of(attrs["schedule"])
+                values = pspace.values_of(attrs[Attr.SCHEDULE])
             except (SpaceError, KeyError):
                 continue
             k = tuple(values.values())
@@ -330,19 +371,12 @@ def _import_known(
             if k in seen or any(o not in by_name for o in space.objectives):
                 continue
             seen.add(k)
-            constraints = {}
-            c = space.constraints
-            for cname, limit, value in (
-                ("max_flops", c.max_flops, attrs.get("flops")),
-                ("max_params", c.max_params, attrs.get("params")),
-                ("max_latency_ms", c.max_latency_ms, attrs.get("latency_ms")),
-            ):
-                if limit is not None and value is not None:
-                    constraints[cname] = (value - limit) / limit
+            constraints = constraint_values(space.limits, {c: attrs.get(c) for c in ("flops", "params", "latency_ms")})
             breached = any(v > 0 for v in constraints.values())
-            attrs.update(outcome=Outcome.INFEASIBLE if breached else Outcome.IMPORTED, imported_from=f"{other}#{t.number}")
+            attrs.update({Attr.OUTCOME: Outcome.INFEASIBLE if breached else Outcome.IMPORTED,
+                          Attr.IMPORTED_FROM: f"{other}#{t.number}"})  # fmt: skip
             if breached:
-                attrs["prune_reason"] = "constraint (imported result)"
+                attrs[Attr.PRUNE_REASON] = "constraint (imported result)"
             study.add_trial(
                 create_trial(
                     state=TrialState.PRUNED if breached else TrialState.COMPLETE,

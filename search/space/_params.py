@@ -1,11 +1,14 @@
-"""The one module that turns a space's ``groups:`` rules into Optuna calls and back into schedules.
+"""The one module that turns a space's ``groups:`` rules into Optuna parameters and back into schedules.
 
 Each rule selects layers from :func:`deeproots.describe_layers` (name globs, ``kind``, stage globs),
 later rules overriding earlier ones, and ties them: one parameter per layer, per stage (the paper's
 unit: ``conv2``, ``layer3``, ``inception4``) or one for all. A rule's choices are intersected with
 what each layer accepts (a group count must divide its channels), so "every spatial conv in
 ``[1, 2, 4, 8]``" is one line. A layer with a single valid choice is fixed, not a parameter. The
-define-by-run function only calls ``trial.suggest_categorical`` -- no work happens there.
+parameters are **ordered**: each searched group count is an Optuna ``IntDistribution`` over the index
+into its sorted choices (``[1, 2, 4, 8]`` -> 0..3, i.e. log2 for powers of two), so samplers see that
+8 groups lie between 4 and 16 (a categorical parameter loses that order). The encoding is recorded in
+the run record (:data:`ENCODING`); "values" below always means these indices.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from ._config import SearchSpace, SpaceError, data_geometry
+from ._schema import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
     import optuna
 
     from deeproots import LayerInfo, Schedule
 
-__all__ = ["Param", "ParamSpace", "build_param_space"]
+__all__ = ["Param", "ParamSpace", "build_param_space", "ENCODING"]
+
+#: How group counts are Optuna parameters (recorded in the study; another encoding is not resumed).
+ENCODING = "index"
 
 #: Spaces at most this large are enumerated (exhaustion check, picking unseen schedules).
 _ENUMERATE_LIMIT = 200_000
@@ -57,6 +63,8 @@ class ParamSpace:
         fixed: layer -> group count of every layer that is not searched.
         params: the searched parameters, in forward order of their first layer.
         seeds: (label, parameter values) of the schedules to evaluate first.
+
+    Parameter *values* are indices into each parameter's ``choices`` (see the module docstring).
     """
 
     arch: str
@@ -81,31 +89,40 @@ class ParamSpace:
     def all_values(self) -> Iterator[dict[str, int]]:
         """Every point of the space (use only when :attr:`enumerable`)."""
         names = [p.name for p in self.params]
-        for combo in itertools.product(*(p.choices for p in self.params)):
+        for combo in itertools.product(*(range(len(p.choices)) for p in self.params)):
             yield dict(zip(names, combo))
 
     def random_values(self, rng: random.Random) -> dict[str, int]:
         """A uniformly drawn point."""
-        return {p.name: rng.choice(p.choices) for p in self.params}
+        return {p.name: rng.randrange(len(p.choices)) for p in self.params}
+
+    def key(self, values: Mapping[str, Any]) -> tuple[int, ...]:
+        """The point as a tuple of indices in parameter order (dedup key).
+
+        Raises:
+            KeyError: a parameter is missing.
+        """
+        return tuple(int(values[p.name]) for p in self.params)
 
     # --- Optuna ---------------------------------------------------------------------------------
-    def suggest(self, trial: optuna.Trial) -> dict[str, int]:
-        """The define-by-run function: one ``suggest_categorical`` per parameter, nothing else."""
-        return {p.name: trial.suggest_categorical(p.name, list(p.choices)) for p in self.params}
-
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        """The parameters as Optuna distributions (for ``create_trial`` / ``add_trial``)."""
-        from optuna.distributions import CategoricalDistribution  # noqa: PLC0415
+        """The parameters as Optuna distributions: ``IntDistribution(0, len(choices) - 1)`` each."""
+        from optuna.distributions import IntDistribution  # noqa: PLC0415
 
-        return {p.name: CategoricalDistribution(list(p.choices)) for p in self.params}
+        return {p.name: IntDistribution(0, len(p.choices) - 1) for p in self.params}
 
     # --- schedules ------------------------------------------------------------------------------
+    def choices_of(self, values: Mapping[str, int]) -> dict[str, int]:
+        """Parameter -> group count of parameter ``values`` (indices)."""
+        return {p.name: p.choices[int(values[p.name])] for p in self.params}
+
     def groups_of(self, values: Mapping[str, int]) -> dict[str, int]:
         """Layer -> group count for parameter ``values`` (every conv, forward order)."""
         by_layer = dict(self.fixed)
         for p in self.params:
+            g = p.choices[int(values[p.name])]
             for layer in p.layers:
-                by_layer[layer] = int(values[p.name])
+                by_layer[layer] = g
         return {layer.name: by_layer[layer.name] for layer in self.layers}
 
     def schedule(self, values: Mapping[str, int]) -> Schedule:
@@ -135,7 +152,7 @@ class ParamSpace:
                 raise SpaceError(
                     "", f"{what} needs {g} groups for {p.name!r}; the space allows {', '.join(map(str, p.choices))}"
                 )
-            values[p.name] = g
+            values[p.name] = p.choices.index(g)
         return values
 
     def extremes(self) -> tuple[dict[str, int], dict[str, int]]:
@@ -145,8 +162,8 @@ class ParamSpace:
         points bound the cost of every schedule in the space.
         """
         return (
-            {p.name: p.choices[0] for p in self.params},
-            {p.name: p.choices[-1] for p in self.params},
+            {p.name: 0 for p in self.params},
+            {p.name: len(p.choices) - 1 for p in self.params},
         )
 
 
@@ -154,19 +171,25 @@ def _as_list(v: str | list[str]) -> list[str]:
     return [v] if isinstance(v, str) else list(v)
 
 
-def build_param_space(space: SearchSpace) -> ParamSpace:
+def build_param_space(
+    space: SearchSpace, data_size: tuple[int, int, int] | None = None, data_classes: int | None = None
+) -> ParamSpace:
     """Resolve the space's rules against the architecture's layers.
 
+    Args:
+        space: the schema-valid space.
+        data_size: (C, H, W) of the data's images (None: the architecture's default input).
+        data_classes: classes of the data (None: the architecture's default).
+
     Raises:
-        SpaceError: unknown architecture, a rule that matches no layer, choices that no selected
-            layer accepts, a seed that is not in the space -- naming the key.
+        SpaceError: unknown architecture, a rule that matches no layer, a choice that no layer the
+            rule selects accepts (named), a seed that is not in the space -- naming the key.
     """
     import deeproots  # noqa: PLC0415
 
     cfg = space.model
     if cfg.arch not in deeproots.list_architectures():
         raise SpaceError("model.arch", f"unknown architecture {cfg.arch!r}; choose one of: {', '.join(deeproots.list_architectures())}")
-    data_size, data_classes = data_geometry(space)
     num_classes = cfg.num_classes or data_classes
     from deeproots.models import get_arch  # noqa: PLC0415
 
@@ -175,7 +198,8 @@ def build_param_space(space: SearchSpace) -> ParamSpace:
     input_size = tuple(cfg.input_size or data_size or spec.input_size)
     if data_size is not None and tuple(data_size) != input_size:
         raise SpaceError("model.input_size", f"{list(input_size)} differs from the data's {list(data_size)}")
-    layers = tuple(deeproots.describe_layers(cfg.arch, num_classes))
+    # auxiliary classifiers' convs (GoogLeNet) are never grouped and not part of a schedule
+    layers = tuple(layer for layer in deeproots.describe_layers(cfg.arch, num_classes) if not layer.aux)
     by_name = {layer.name: layer for layer in layers}
 
     try:
@@ -205,6 +229,17 @@ def build_param_space(space: SearchSpace) -> ParamSpace:
                 f"groups.{i}",
                 f"selects no layer of {cfg.arch} (layers {pats}, kind {rule.kind}, stages {stages}); stages: {', '.join(stage_names)}",
             )
+        explicit = all(not any(ch in p for ch in "*?[") for p in pats)
+        impossible = [c for c in rule.choices if not any(c in layer.valid_groups for layer in matched)]
+        if impossible and not explicit:  # (an explicit layer list gets the per-layer message below)
+            takes = sorted({g for layer in matched for g in layer.valid_groups})
+            shown = ", ".join(map(str, takes[:16])) + (" ..." if len(takes) > 16 else "")
+            raise SpaceError(
+                f"groups.{i}.choices",
+                f"{', '.join(map(str, impossible))} {'fits' if len(impossible) == 1 else 'fit'} no layer this rule "
+                f"selects ({len(matched)}: {', '.join(layer.name for layer in matched[:3])}{' ...' if len(matched) > 3 else ''}; "
+                f"a group count must divide a layer's input and output channels); they take: {shown}",
+            )
         for layer in matched:
             key = {"layer": layer.name, "stage": layer.stage, "all": rule.name or f"groups{i}"}[rule.tie]
             owner[layer.name] = (i, key)
@@ -217,10 +252,13 @@ def build_param_space(space: SearchSpace) -> ParamSpace:
     fixed = {name: g for name, g in base.groups.items() if name not in owner}
     params: list[Param] = []
     seen_keys: dict[str, int] = {}
+    untied: dict[int, set[int]] = {}  # rule -> choices dropped because not every layer of a tie takes them
     for (i, key), group in members.items():
         rule = space.groups[i]
         explicit = all(not any(ch in p for ch in "*?[") for p in _as_list(rule.layers))
         choices = [c for c in rule.choices if all(c in layer.valid_groups for layer in group)]
+        if len(group) > 1:
+            untied.setdefault(i, set()).update(set(rule.choices) - set(choices))
         if explicit:
             for c in rule.choices:
                 for layer in group:
@@ -247,7 +285,16 @@ def build_param_space(space: SearchSpace) -> ParamSpace:
         seen_keys[key] = i
         params.append(Param(key, tuple(choices), tuple(layer.name for layer in group)))
     if not params:
-        raise SpaceError("groups", "the rules leave nothing to search: every selected layer has a single valid choice")
+        why = "; ".join(
+            f"groups.{i}: {', '.join(map(str, sorted(cs)))} {'is' if len(cs) == 1 else 'are'} not valid for every "
+            f"layer tied by tie: {space.groups[i].tie}"
+            for i, cs in sorted(untied.items())
+            if cs
+        )
+        raise SpaceError(
+            "groups",
+            "the rules leave nothing to search: every selected layer has a single valid choice" + (f" ({why})" if why else ""),
+        )
     order = {layer.name: n for n, layer in enumerate(layers)}
     params.sort(key=lambda p: order[p.layers[0]])
 

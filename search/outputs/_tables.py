@@ -1,4 +1,4 @@
-"""Reading a study back: the Pareto set (one row per schedule), state counts, tables for the console."""
+"""Reading a study back for the console: the Pareto set (one row per schedule), state and outcome counts, tables."""
 
 from __future__ import annotations
 
@@ -8,9 +8,29 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ._config import format_count
+from .._text import format_count
+from ..engine.record import TrialView
 
-__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts"]
+__all__ = ["pareto_rows", "state_counts", "pareto_table", "outcome_counts", "standard_error", "stopped_at_rungs"]
+
+
+def standard_error(view: TrialView, accuracy: float | None, val_images: int | None) -> float | None:
+    """The standard error of a trial's validation ``accuracy`` (a fraction): the one it recorded, else binomial.
+
+    Trials record ``val_accuracy_se``; for studies made before they did, it is computed the same way
+    (:func:`deeproots.accuracy_se`) from the accuracy and the study's ``data.val_size``. None when
+    neither is known.
+    """
+    if view.val_accuracy_se is not None and (accuracy is None or accuracy == view.val_accuracy):
+        return view.val_accuracy_se
+    if accuracy is None or not val_images:
+        return None
+    from deeproots import accuracy_se  # noqa: PLC0415
+
+    try:
+        return accuracy_se(float(accuracy), int(val_images))
+    except ValueError:
+        return None
 
 
 def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -26,18 +46,19 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
     rows: dict[str, dict[str, Any]] = {}
     for t in sorted(study.best_trials, key=lambda t: t.number):
-        sid = t.user_attrs.get("schedule_id", f"trial{t.number}")
+        view = TrialView(t)
+        sid = view.schedule_id
         if sid in rows:  # a duplicate answered from the stored result: keep the original
-            rows[sid]["seed"] = rows[sid]["seed"] or t.user_attrs.get("seed")
+            rows[sid]["seed"] = rows[sid]["seed"] or view.seed_label
             continue
-        original = t.user_attrs.get("duplicate_of")
+        original = view.duplicate_of
         rows[sid] = {
             "number": t.number if original is None else original,
             "schedule_id": sid,
-            "seed": t.user_attrs.get("seed"),
+            "seed": view.seed_label,
             **dict(zip(names, t.values)),
-            "weights": t.user_attrs.get("weights"),
-            "outcome": t.user_attrs.get("outcome"),
+            "weights": view.weights,
+            "outcome": view.outcome,
         }
     key = "val_accuracy" if "val_accuracy" in names else names[0]
     return sorted(rows.values(), key=lambda r: -r[key])
@@ -52,11 +73,19 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
     """Finished trials per ``outcome`` user attribute (evaluated, duplicate, infeasible, ...)."""
     return dict(
         Counter(
-            t.user_attrs.get("outcome", "?")
+            TrialView(t).outcome or "?"
             for t in study.get_trials(deepcopy=False)
             if t.state not in (TrialState.RUNNING, TrialState.WAITING)
         )
     )
+
+
+def stopped_at_rungs(study: optuna.Study) -> dict[int, int]:
+    """Epoch -> how many schedules early stopping ended after that many epochs."""
+    from ..engine.record import Outcome  # noqa: PLC0415
+
+    views = (TrialView(t) for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    return dict(Counter(len(v.accuracy_per_epoch) for v in views if v.outcome == Outcome.EARLY_STOPPED))
 
 
 def _fmt(name: str, value: Any) -> str:

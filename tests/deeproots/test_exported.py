@@ -1,0 +1,61 @@
+"""deeproots.load_exported with auxiliary classifiers: dropped unless asked, whether or not the file holds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+import deeproots
+from deeproots._exported import EXPORT_FORMAT, sha256_file
+
+
+def _export(folder: Path, model: torch.nn.Module, state: dict[str, torch.Tensor], options: dict) -> Path:
+    """Write <id>.yaml + <id>.safetensors the way search.export does (the fields load_exported reads)."""
+    weights = folder / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    cost = deeproots.count_cost(model)
+    record = {
+        "format": EXPORT_FORMAT, "arch": model.arch, "schedule": model.schedule.to_dict(), "num_classes": 10,
+        "input_size": [3, 32, 32], "weights": weights.name, "weights_sha256": sha256_file(weights),
+        "model_options": options, "objectives": {"params": cost.params, "flops": cost.flops},
+    }  # fmt: skip
+    path = folder / "model.yaml"
+    path.write_text(yaml.safe_dump(record))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = deeproots.build_model("googlenet_cifar", "root-4", aux_logits=True)
+    model.train()(torch.randn(4, 3, 32, 32))  # non-trivial BatchNorm statistics
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y = model.eval()(x)
+    return model, x, y
+
+
+def test_aux_weights_in_the_file_are_dropped_unless_asked(trained, tmp_path: Path) -> None:
+    model, x, y = trained
+    path = _export(tmp_path, model, model.state_dict(), {"aux_logits": True})
+    loaded = deeproots.load_exported(path)  # the recorded cost (aux heads counted) is checked
+    assert loaded.aux_heads == () and loaded.aux1 is None
+    with torch.no_grad():
+        assert torch.equal(loaded(x), y)
+    kept = deeproots.load_exported(path, aux=True)
+    assert kept.aux_heads == ("aux1", "aux2")
+    assert torch.equal(kept.aux1.fc1.weight, model.aux1.fc1.weight)
+
+
+def test_a_file_exported_without_aux_weights_loads_and_refuses_aux(trained, tmp_path: Path) -> None:
+    model, x, y = trained
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("aux1.", "aux2."))}
+    path = _export(tmp_path, model, state, {"aux_logits": True})
+    with torch.no_grad():
+        assert torch.equal(deeproots.load_exported(path)(x), y)
+    with pytest.raises(ValueError, match=r"holds no weights for the auxiliary classifier\(s\) aux1, aux2 .*aux=False"):
+        deeproots.load_exported(path, aux=True)
