@@ -15,13 +15,17 @@ Studies (``STUDIES`` below holds their budgets):
   root-8, 2 epochs on 10,000 images, 2 seeds, bf16.
 * ``confirm2`` / ``confirm6`` -- the kept set (``KEPT``) against today's recipe at 2 and 6
   epochs on 10,000 images, orig and root-8, 3 seeds, bf16.
-* ``cpu1500`` / ``cpu5000`` -- the CPU-sized search budget of the README (2 epochs on 1,500
-  images, 500 validation images, batch 64) and the same on 5,000 images, orig and root-8,
-  5 seeds, bf16.
+* ``cpu`` -- the CPU-sized search budget, i.e. ``spaces/nin.yaml``'s ``cpu`` profile (2 epochs
+  on 3,000 images, 1,000 validation images, batch 64), orig and root-8, 3 seeds, bf16; today's
+  recipe, the kept set, the kept set with lr / weight decay per step, and today's recipe at the
+  lr 0.1 that ``spaces/nin.yaml`` sets.
 
 Each run writes one JSON file (accuracy, history, resolved config, load average, provenance)
 under ``experiments/results/runs/recipe/<study>/``; a rerun skips what exists, so a study can be
-stopped and resumed. Runs are interleaved (seed outer, variant inner) so that a busy machine
+stopped and resumed. A run whose resolved config, budget, schedule and seed equal a stored run of
+another study is not trained again: that record is copied, marked ``reused_from`` (the trainer is
+deterministic on the CPU for a given config: e.g. today's recipe in bf16 gives the same accuracy,
+to the image, in ``precision``, ``screen`` and ``confirm2``). Runs are interleaved (seed outer, variant inner) so that a busy machine
 slows all variants alike. ``report`` turns every stored run into
 ``experiments/results/recipe.md`` (tables) and ``recipe.csv`` (one row per run).
 
@@ -122,7 +126,9 @@ class Study:
 
 def _studies() -> dict[str, Study]:
     kept = {"today": {}, "kept": KEPT}
-    cpu = {**kept, "kept_per_batch": KEPT_PER_BATCH}
+    # spaces/nin.yaml sets trainer.lr 0.1 (units "batch"): what a search on the cpu profile trains
+    # with today
+    cpu = {**kept, "kept_per_batch": KEPT_PER_BATCH, "today_lr_0.1": {"lr": 0.1}}
     return {
         "precision": Study(("orig", "root-8"), (0, 1, 2, 3, 4), 2, 10_000, 5000, 128,
                            {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}}, "fp32",
@@ -133,10 +139,8 @@ def _studies() -> dict[str, Study]:
                           what="the kept set, short budget"),
         "confirm6": Study(("orig", "root-8"), (0, 1, 2), 6, 10_000, 5000, 128, kept, "today",
                           what="the kept set, longer budget"),
-        "cpu1500": Study(("orig", "root-8"), (0, 1, 2, 3, 4), 2, 1500, 500, 64, cpu, "today",
-                         what="the README's CPU-sized search budget"),
-        "cpu5000": Study(("orig", "root-8"), (0, 1, 2, 3, 4), 2, 5000, 500, 64, cpu, "today",
-                         what="the CPU-sized budget with 5,000 images"),
+        "cpu": Study(("orig", "root-8"), (0, 1, 2), 2, 3000, 1000, 64, cpu, "today",
+                     what="the CPU-sized search budget (spaces/nin.yaml, profile cpu)"),
     }  # fmt: skip
 
 
@@ -164,19 +168,51 @@ def _load(study: Study, root: Path) -> DataBundle:
                          download=False)  # fmt: skip
 
 
-def run_study(name: str, root: Path, threads: int | None) -> None:
-    """Train every missing run of study ``name``, one JSON file each."""
+def _same_run(record: dict[str, Any], config: TrainConfig, study: Study, schedule: str) -> bool:
+    budget = {"epochs": study.epochs, "subset": study.subset, "val_size": study.val_size,
+              "batch_size": study.batch_size}  # fmt: skip
+    return (record["schedule"] == schedule and record["budget"] == budget
+            and record["config"] == config.to_dict())  # fmt: skip
+
+
+def run_study(
+    name: str,
+    root: Path,
+    threads: int | None,
+    schedules: list[str] | None = None,
+    seeds: list[int] | None = None,
+    variants: list[str] | None = None,
+) -> None:
+    """Train every missing run of study ``name`` (or of its ``schedules`` x ``seeds`` x
+    ``variants``), one JSON file each; a run identical to a stored one of another study is
+    copied, not trained."""
     study = STUDIES[name]
     if not study.variants.get("kept", True) and name.startswith(("confirm", "cpu")):
         raise SystemExit(f"{name}: KEPT is empty -- fill it in from the screen first")
     data = _load(study, root)
     for seed in study.seeds:
+        if seeds is not None and seed not in seeds:
+            continue
         for schedule in study.schedules:
+            if schedules is not None and schedule not in schedules:
+                continue
             for variant in study.variants:
+                if variants is not None and variant not in variants:
+                    continue
                 path = _path(name, schedule, variant, seed)
                 if path.exists():
                     continue
                 config = _config(study, variant, seed, threads)
+                same = [r for r in _records() if r["study"] != name and _same_run(r, config, study, schedule)]
+                if same:
+                    record = {**same[0], "study": name, "variant": variant,
+                              "reused_from": f"{same[0]['study']}/{same[0]['variant']}"}  # fmt: skip
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(record, indent=1))
+                    print(f"{name} {schedule:7s} {variant:22s} seed {seed}: "
+                          f"{100 * record['val_accuracy']:6.2f} %  reused from {record['reused_from']}",
+                          flush=True)  # fmt: skip
+                    continue
                 torch.manual_seed(seed)
                 model = deeproots.build_model("nin", schedule=schedule, num_classes=data.num_classes)
                 load_before, start = os.getloadavg(), time.perf_counter()
@@ -319,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"with run: one or more of {', '.join(STUDIES)}")  # fmt: skip
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch default)")
+    parser.add_argument("--schedules", nargs="+", default=None, help="with run: only these schedules")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="with run: only these seeds")
+    parser.add_argument("--variants", nargs="+", default=None, help="with run: only these variants")
     args = parser.parse_args(argv)
     if args.command == "run":
         if not args.studies:
@@ -327,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown study {unknown[0]!r}; known: {', '.join(STUDIES)}")
         for name in args.studies:
-            run_study(name, args.data_root, args.threads)
+            run_study(name, args.data_root, args.threads, args.schedules, args.seeds, args.variants)
     report()
     return 0
 
