@@ -124,10 +124,11 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # autocast of forward + loss (weights,
     # optimiser and BatchNorm statistics stay float32). "auto": bfloat16 on CUDA devices that
     # support it and on CPUs that compute it natively (see `resolve_precision`), else float32.
-    flip: Literal["random", "alternating"] = "random"  # horizontal flips of training images
-    # (when the split flips at all): "random" flips each image with probability 1/2 every epoch;
-    # "alternating" (airbench94's derandomised flip) draws each image's flip once (from `seed`) for
-    # epoch 1 and flips every image the other way than the epoch before. TensorSplit data only.
+    flip: Literal["random", "alternating", "auto"] = "random"  # horizontal flips of training
+    # images (when the split flips at all): "random" flips each image with probability 1/2 every
+    # epoch; "alternating" (airbench94's derandomised flip) draws each image's flip once (from
+    # `seed`) for epoch 1 and flips every image the other way than the epoch before -- TensorSplit
+    # data only; "auto": alternating on a TensorSplit (CIFAR), random on a FolderSplit (ImageNet).
     ema_decay: float = 0.0  # exponential moving average of the weights and BatchNorm statistics
     # (hlb-CIFAR10's NetworkEMA; 0.987 there): decay per optimiser step, applied as
     # ema_decay ** ema_every every `ema_every` steps; 0 turns it off. Validation (and the final
@@ -192,7 +193,7 @@ class TrainConfig:
         )
         need(self.units in ("batch", "1024"), "units", "'batch' or '1024'")
         need(self.precision in _PRECISIONS, "precision", "'auto', 'bf16' or 'fp32'")
-        need(self.flip in ("random", "alternating"), "flip", "'random' or 'alternating'")
+        need(self.flip in ("random", "alternating", "auto"), "flip", "'random', 'alternating' or 'auto'")
         for name in ("ema", "lookahead"):
             need(
                 is_num(getattr(self, f"{name}_decay")) and 0 <= getattr(self, f"{name}_decay") < 1,
@@ -590,6 +591,11 @@ def _alternating_flip_batches(
         yield normalize(images, split.mean, split.std, memory_format=memory_format), labels
 
 
+def _alternates(config: TrainConfig, train: Split) -> bool:
+    """Whether the run flips alternately (``flip`` "alternating", or "auto" on a TensorSplit)."""
+    return config.flip == "alternating" or (config.flip == "auto" and isinstance(train, TensorSplit))
+
+
 def _train_batches(
     train: Split,
     config: TrainConfig,
@@ -598,7 +604,7 @@ def _train_batches(
     memory_format: torch.memory_format,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """The epoch's training batches: seeded by ``(config.seed, epoch)``, so a resumed run replays them."""
-    if config.flip == "alternating":
+    if _alternates(config, train):
         assert isinstance(train, TensorSplit)  # checked by fit
         return _alternating_flip_batches(
             train, config.batch_size, config.seed, epoch, device, memory_format

@@ -434,6 +434,20 @@ def test_alternating_flips_need_tensor_data(data) -> None:
         fit(_net(), bundle, _config(flip="alternating"))
 
 
+def test_auto_flip_alternates_on_tensor_data_and_is_random_on_folders(data) -> None:
+    from deeproots.data import FolderSplit
+    from deeproots.training import _alternates, _train_batches
+
+    files = FolderSplit((), None, torch.empty(0, dtype=torch.long), (0.5,) * 3, (0.5,) * 3)
+    assert _alternates(_config(flip="auto"), data.train) and not _alternates(_config(flip="auto"), files)
+    assert not _alternates(_config(flip="random"), data.train)
+    cpu, fmt = torch.device("cpu"), torch.contiguous_format
+    for epoch in (1, 2):
+        auto = list(_train_batches(data.train, _config(flip="auto"), epoch, cpu, fmt))
+        alternating = list(_train_batches(data.train, _config(flip="alternating"), epoch, cpu, fmt))
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(auto, alternating))
+
+
 def test_triangular_schedule_follows_airbench() -> None:
     from deeproots.training import _optimizer, _scheduler
 
