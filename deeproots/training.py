@@ -74,6 +74,17 @@ _RECIPE_FIELDS = (
     "bias_lr_scale",
     "seed",
 )
+#: The recipe options added with issue 17, at the values that repeat a run recorded before they
+#: existed (an export's ``training`` record without them trained with exactly these).
+RECIPE_OPTIONS_BEFORE_ISSUE_17: dict[str, Any] = {
+    "units": "batch",
+    "flip": "random",
+    "ema_decay": 0.0,
+    "lookahead_decay": 0.0,
+    "bn_momentum": None,
+    "bn_weight": True,
+    "bias_lr_scale": 1.0,
+}
 _PRECISIONS = ("auto", "bf16", "fp32")
 # CPU features (names as torch.cpu.get_capabilities() reports them) that compute bfloat16 in
 # hardware: AVX512-BF16 and AMX-BF16 on x86, BF16 (Armv8.6) and SVE-BF16 on ARM. Without one of
