@@ -858,7 +858,9 @@ def _load_checkpoint(
     if state.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT})")
     saved = state["config"]
-    defaults = TrainConfig()  # a field the checkpoint predates had its default value
+    defaults = TrainConfig()  # a field the checkpoint predates had its default value, or
+    if not RECIPE_OPTIONS_BEFORE_ISSUE_17.keys() & saved.keys():  # the recipe options' old values
+        defaults = dataclasses.replace(defaults, **RECIPE_OPTIONS_BEFORE_ISSUE_17)
     differ = [f for f in _RECIPE_FIELDS if saved.get(f, getattr(defaults, f)) != getattr(config, f)]
     saved_precision = state.get("precision", "fp32")  # older checkpoints: float32 on the CPU
     if saved_precision != precision:

@@ -17,8 +17,9 @@ Studies (``STUDIES`` below holds their budgets):
   epochs on 10,000 images, orig and root-8, 3 seeds, bf16.
 * ``cpu`` -- the CPU-sized search budget, i.e. ``spaces/nin.yaml``'s ``cpu`` profile (2 epochs
   on 3,000 images, 1,000 validation images, batch 64), orig and root-8, 3 seeds, bf16; today's
-  recipe, the kept set, the kept set with lr / weight decay per step, and today's recipe at the
-  lr 0.1 that ``spaces/nin.yaml`` sets.
+  recipe at the lr 0.1 that ``spaces/nin.yaml`` sets (what a search on that profile trains), the
+  kept set (lr 0.1 per step at batch 64, as its 17.6 per 1,024 examples), today's recipe at its
+  own lr 0.2, and the kept set at lr 0.2 per step.
 
 Each run writes one JSON file (accuracy, history, resolved config, load average, provenance)
 under ``experiments/results/runs/recipe/<study>/``; a rerun skips what exists, so a study can be
@@ -126,9 +127,10 @@ class Study:
 
 def _studies() -> dict[str, Study]:
     kept = {"today": {}, "kept": KEPT}
-    # spaces/nin.yaml sets trainer.lr 0.1 (units "batch"): what a search on the cpu profile trains
-    # with today
-    cpu = {**kept, "kept_per_batch": KEPT_PER_BATCH, "today_lr_0.1": {"lr": 0.1}}
+    # spaces/nin.yaml sets trainer.lr 0.1 (units "batch"), so a search on its cpu profile trains
+    # today's recipe at lr 0.1; the kept set (per 1,024 examples) gets lr 0.1 per step at batch 64
+    # too. Today's recipe at its own lr 0.2 runs as `today_lr_0.2`.
+    cpu = {"today": {"lr": 0.1}, "kept": KEPT, "today_lr_0.2": {}, "kept_per_batch": KEPT_PER_BATCH}
     return {
         "precision": Study(("orig", "root-8"), (0, 1, 2, 3, 4), 2, 10_000, 5000, 128,
                            {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}}, "fp32",

@@ -154,6 +154,22 @@ def test_resume_refuses_another_recipe(data, tmp_path: Path) -> None:
         fit(_net(), data, _config(epochs=1, lr=0.05), checkpoint_path=ckpt, resume=True)
 
 
+def test_a_checkpoint_older_than_the_recipe_options_resumes_only_their_old_values(data, tmp_path: Path) -> None:
+    from deeproots.training import RECIPE_OPTIONS_BEFORE_ISSUE_17
+
+    ckpt = tmp_path / "old.pt"
+    old = _config(epochs=1, **RECIPE_OPTIONS_BEFORE_ISSUE_17)
+    fit(_net(), data, old, checkpoint_path=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    for key in ("units", "flip", "ema_decay", "ema_every", "ema_start", "lookahead_decay", "lookahead_every",
+                "lookahead_start", "bn_momentum", "bn_weight", "bias_lr_scale"):  # fmt: skip
+        del state["config"][key]  # as written before they existed
+    torch.save(state, ckpt)
+    assert fit(_net(), data, old, checkpoint_path=ckpt, resume=True).resumed_from == 1
+    with pytest.raises(ValueError, match="different recipe"):
+        fit(_net(), data, _config(epochs=1, flip="alternating"), checkpoint_path=ckpt, resume=True)
+
+
 def test_resume_without_a_checkpoint_starts_afresh(data, tmp_path: Path) -> None:
     result = fit(_net(), data, _config(epochs=1), checkpoint_path=tmp_path / "x.pt", resume=True)
     assert result.resumed_from == 0 and (tmp_path / "x.pt").exists()
