@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", default="orig")
     parser.add_argument(
         "--images", type=int, default=None,
-        help="training images per measurement (default: 1280 on CPU, 45000 on CUDA)",
+        help="training images per measurement (default: 1024 on CPU, 45000 on CUDA)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each loop")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     textbook = dataclasses.replace(config, precision="fp32")
     device = _tr._resolve_device(config.device)
     precision = _tr.resolve_precision(config.precision, device)
-    images = args.images or (45000 if device.type == "cuda" else 1280)
+    images = args.images or (45000 if device.type == "cuda" else 1024)
     data, source = _load(args, images)
     torch.manual_seed(0)
     base = deeproots.build_model(args.arch, schedule=args.schedule, num_classes=data.num_classes)
