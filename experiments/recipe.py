@@ -342,8 +342,7 @@ NOTES = """## What the tables decided
 - **New defaults** (`TrainConfig`): the kept set, spelled in PyTorch's units (lr 0.2 and weight
   decay 5e-4 per step, `units="batch"`, which at batch 128 is 17.6 / 0.0088 per 1,024 examples,
   and at the cpu profile's lr 0.1 and batch 64 is the `kept` row of `cpu`, both to floating-point
-  rounding), so
-  the spaces' `trainer.lr` keeps its meaning; `flip="auto"` (alternating on CIFAR-sized tensor
+  rounding), so the spaces' `trainer.lr` keeps its meaning; `flip="auto"` (alternating on CIFAR-sized tensor
   data, random on ImageFolder data, which cannot alternate).
 - **Not run**: the 6-epoch confirmation of root-8 (`confirm6`: only seed 0 of orig, kept 70.86 vs
   today 71.42 %, and root-8 today seed 0 exist; no time left on the shared 2-core CPU, whose load
@@ -387,9 +386,14 @@ def report() -> None:
     for name in STUDIES:
         lines += study_table(name, records)
     lines += ["## Variants", "", "| variant | overrides of today's recipe |", "|---|---|"]
-    seen = {v: o for s in STUDIES.values() for v, o in s.variants.items()}
-    for variant, overrides in seen.items():
-        lines.append(f"| `{variant}` | `{json.dumps(overrides)}` |")
+    seen: dict[str, dict[str, Any]] = {}
+    for study_name, study in STUDIES.items():
+        for variant, overrides in study.variants.items():
+            if variant not in seen:
+                seen[variant] = overrides
+                lines.append(f"| `{variant}` | `{json.dumps(overrides)}` |")
+            elif seen[variant] != overrides:  # e.g. `today` of the cpu study (its space's lr 0.1)
+                lines.append(f"| `{variant}` (study `{study_name}`) | `{json.dumps(overrides)}` |")
     lines += ["", f"Today's recipe: `{json.dumps(TODAY)}`", "", NOTES]
     (RESULTS / "recipe.md").write_text("\n".join(lines))
     fields = ["study", "schedule", "variant", "seed", "val_accuracy", "precision",
