@@ -239,15 +239,19 @@ class ExportedConfig:
         """The recorded recipe as a :class:`deeproots.TrainConfig`, with ``overrides`` applied.
 
         Keys of the record that this version's ``TrainConfig`` does not know are dropped (a newer
-        writer); missing ones take today's defaults.
+        writer); missing ones take today's defaults, except the recipe options a record written
+        before them lacks (``flip``, ``bn_momentum``, ...): those take the values it trained with
+        (``deeproots.training.RECIPE_OPTIONS_BEFORE_ISSUE_17``), so an old export repeats its recipe.
 
         Raises:
             ValueError: a recorded or overriding value that ``TrainConfig`` refuses (naming the field).
         """
-        from .training import TrainConfig  # noqa: PLC0415
+        from .training import RECIPE_OPTIONS_BEFORE_ISSUE_17, TrainConfig  # noqa: PLC0415
 
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         recipe = {k: v for k, v in self.training.items() if k in known}
+        if self.training and not RECIPE_OPTIONS_BEFORE_ISSUE_17.keys() & self.training.keys():
+            recipe = {**RECIPE_OPTIONS_BEFORE_ISSUE_17, **recipe}  # written before the options
         if "bf16" in self.training and "precision" not in self.training:  # written before TrainConfig.precision
             recipe["precision"] = "auto" if self.training["bf16"] else "fp32"
         recipe.update(overrides)

@@ -8,9 +8,10 @@ In one run, on the same model, batch size and memory format, images per second o
       which times the whole training phase of the epoch (drawing, augmenting, normalising and
       moving batches, forward, backward, optimiser and scheduler steps, weight averaging, loss
       checks); its CPU time is that of the whole ``fit`` call;
-  (b) a compute-only loop in the trainer's precision and layout over batches made (augmented,
-      normalised, laid out) before the clock starts: forward, loss, backward, optimiser and
-      scheduler steps, nothing else -- the ceiling;
+  (b) a compute-only loop in the trainer's precision, layout and recipe (optimiser, schedule,
+      BatchNorm settings, loss) over the trainer's own batches made (augmented, normalised, laid
+      out) before the clock starts: forward, loss, backward, optimiser and scheduler steps,
+      nothing else -- the ceiling;
   (c) the textbook loop in float32: a Dataset handing out PIL images through torchvision
       ``transforms`` (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) and a
       ``DataLoader`` with worker processes (their start-up is inside the clock, as it is every
@@ -109,6 +110,7 @@ def _bench_fit(model: nn.Module, data: DataBundle, config: _tr.TrainConfig) -> d
 def _step_fn(
     model: nn.Module, config: _tr.TrainConfig, device: torch.device, steps: int
 ) -> Any:
+    _tr._apply_batchnorm_settings(model, config)  # the recipe's BatchNorm momentum / weight
     optimizer = _tr._optimizer(model, config)
     scheduler = _tr._scheduler(optimizer, config, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -116,7 +118,7 @@ def _step_fn(
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with _tr._autocast(config, device):
-            loss = criterion(model(x).float(), y)
+            loss = _tr._training_loss(criterion, model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -130,11 +132,8 @@ def _bench_compute(
     model: nn.Module, data: DataBundle, config: _tr.TrainConfig, device: torch.device
 ) -> dict[str, float]:
     train = data.train.to(device) if device.type == "cuda" else data.train
-    batches = list(
-        train.batches(
-            config.batch_size, train=True, device=device, memory_format=_tr._memory_format(config)
-        )
-    )
+    # the trainer's own epoch-1 batches (its flip rule included), made before the clock starts
+    batches = list(_tr._train_batches(train, config, 1, device, _tr._memory_format(config)))
     step = _step_fn(model, config, device, len(batches))
     _tr._sync(device)
     cpu, start = _cpu_seconds(), time.perf_counter()
@@ -200,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", default="orig")
     parser.add_argument(
         "--images", type=int, default=None,
-        help="training images per measurement (default: 1280 on CPU, 45000 on CUDA)",
+        help="training images per measurement (default: 1024 on CPU, 45000 on CUDA)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each loop")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     textbook = dataclasses.replace(config, precision="fp32")
     device = _tr._resolve_device(config.device)
     precision = _tr.resolve_precision(config.precision, device)
-    images = args.images or (45000 if device.type == "cuda" else 1280)
+    images = args.images or (45000 if device.type == "cuda" else 1024)
     data, source = _load(args, images)
     torch.manual_seed(0)
     base = deeproots.build_model(args.arch, schedule=args.schedule, num_classes=data.num_classes)

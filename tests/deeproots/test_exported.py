@@ -84,3 +84,16 @@ def test_an_export_in_an_object_store_loads_by_uri(trained, tmp_path: Path, s3) 
     client.delete_object(Bucket=bucket, Key="nin/export/model.safetensors")
     with pytest.raises(FileNotFoundError, match="weights file s3://exports/nin/export/model.safetensors.* is missing"):
         deeproots.load_exported(uri)
+
+
+def test_an_export_written_before_the_recipe_options_repeats_its_recipe() -> None:
+    from deeproots._exported import ExportedConfig
+    from deeproots.training import RECIPE_OPTIONS_BEFORE_ISSUE_17
+
+    old = {"epochs": 2, "lr": 0.1, "label_smoothing": 0.1, "lr_schedule": "onecycle", "bf16": True}
+    cfg = ExportedConfig("nin", "nin:x", {}, 10, (3, 32, 32), training=old).train_config()
+    assert {k: getattr(cfg, k) for k in RECIPE_OPTIONS_BEFORE_ISSUE_17} == RECIPE_OPTIONS_BEFORE_ISSUE_17
+    assert (cfg.lr, cfg.label_smoothing, cfg.lr_schedule, cfg.precision) == (0.1, 0.1, "onecycle", "auto")
+    new = {**old, "flip": "alternating", "bn_momentum": 0.4}  # written with the options: kept as written
+    cfg = ExportedConfig("nin", "nin:x", {}, 10, (3, 32, 32), training=new).train_config()
+    assert (cfg.flip, cfg.bn_momentum) == ("alternating", 0.4)
