@@ -82,6 +82,11 @@ def _run(args: argparse.Namespace) -> int:
                                  "only: the search's space is the run's")  # fmt: skip
             sets.append((parts, value))
         space, target = _load_run(Path(args.run), args.study, sets)
+        if space.spec.confirm.seeds < 1:
+            raise SpaceError("confirm.seeds", "is 0: nothing to confirm; set it to the training seeds per schedule (--set confirm.seeds=2)")
+        from .runner._confirm import confirm_spaces  # noqa: PLC0415
+
+        confirm_spaces(space, check_data=False)  # confirm.overrides validated before anything is written
         from .engine._study import RunPaths  # noqa: PLC0415
         from .runner._driver import _lock_run, check_resources  # noqa: PLC0415
 

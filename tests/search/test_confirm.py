@@ -144,3 +144,23 @@ def test_export_without_a_confirmation_says_unconfirmed(template_run: Path, tmp_
     assert UNCONFIRMED in report and report.count("unconfirmed") == 1
     with open(run / "export/pareto.csv") as f:
         assert all(r["confirmed"] == "no" and r["val_accuracy_sd"] == "" for r in csv.DictReader(f))
+
+
+@pytest.mark.parametrize("case", ["not-a-confirm-key", "no-run", "no-seeds"])
+def test_confirm_cli_bad_input_is_one_line_exit_2_nothing_written(
+    case: str, template_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.confirm import main
+    from tests.search.export_support import clone_run
+
+    run = clone_run(template_run, tmp_path / "runs" / "exp")
+    before = sorted(p.relative_to(run) for p in run.rglob("*") if p.name != ".lock")
+    args = {
+        "not-a-confirm-key": ([str(run), "--set", "search.trials=3"], "--set search.trials: python -m search.confirm takes confirm.*"),
+        "no-run": ([str(tmp_path / "nowhere")], "no such run folder"),
+        "no-seeds": ([str(run)], "confirm.seeds: is 0: nothing to confirm"),
+    }[case]
+    assert main(args[0]) == 2
+    err = capsys.readouterr().err
+    assert args[1] in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.relative_to(run) for p in run.rglob("*") if p.name != ".lock") == before
