@@ -117,8 +117,13 @@ def _load(view: RunView, schedule_id: str, weights: Path) -> Any:
     return model.eval()
 
 
-def confirmation_lines(conf: Confirmation | None) -> list[str]:
-    """What the report and the console say about the confirmation (one line when there is none)."""
+def confirmation_lines(conf: Confirmation | None, paper: dict[str, str] | None = None) -> list[str]:
+    """What the report and the console say about the confirmation (one line when there is none).
+
+    Args:
+        conf: the confirmation, or None.
+        paper: schedule id -> paper name (``RunView.paper``).
+    """
     if conf is None:
         return [UNCONFIRMED]
     b = conf.block
@@ -138,6 +143,15 @@ def confirmation_lines(conf: Confirmation | None) -> list[str]:
     lines.append(f"Search front: {', '.join(f'`{s}`' for s in b.get('front') or []) or '-'}; tied band (exact McNemar, "
                  f"p >= {b.get('alpha', 0.05):g}, nowhere costlier than the member it ties): "
                  f"{', '.join(f'`{s}`' for s in band) if band else 'empty'}.")  # fmt: skip
+    table = ["| schedule | paper name | from | search val acc (1 seed) | confirmed val acc, mean ± s.d. | per seed | confirmed front |",
+             "|---|---|---|---:|---:|---|---|"]
+    for c in conf.schedules:
+        sd = "-" if math.isnan(c.sd) else f"{100 * c.sd:.2f}"
+        per = ", ".join(f"{k}: {100 * v:.1f} %" for k, v in sorted(c.accuracy.items()))
+        table.append(f"| `{c.schedule_id}` | {c.name or (paper or {}).get(c.schedule_id, '')} | {'front' if c.on_front else 'tied band'} | "
+                     f"{100 * c.search_accuracy:.2f} % | {100 * c.mean:.2f} ± {sd} % | {per} | "
+                     f"{'yes' if c.schedule_id in conf.front else 'no'} |")  # fmt: skip
+    lines.append("\n".join(table))
     if conf.incomplete:
         lines.append(f"Not yet confirmed with every seed (left out): {', '.join(f'`{s}`' for s in conf.incomplete)}.")
     return lines

@@ -160,8 +160,8 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     say(f"exporting {len(front)} {'confirmed ' if confirmation else ''}Pareto-optimal schedule(s) of study {view.name!r} "
         f"({storage_url}) to {out}/")  # fmt: skip
-    lines = confirmation_lines(confirmation)
-    for line in lines:
+    lines = confirmation_lines(confirmation, view.paper)
+    for line in (part for item in lines for part in item.splitlines()):
         say(f"  {line}")
 
     files: dict[str, Path] = {}
