@@ -128,7 +128,9 @@ def select_candidates(
     out = []
     for sid in order[:max_schedules]:
         t = done[sid]
-        out.append(Candidate(sid, (paper or {}).get(sid) or TrialView(t).seed_label, t.number, dict(t.params),
+        label = (paper or {}).get(sid) or TrialView(t).seed_label
+        label = None if label == sid else label  # a schedule enqueued by its id (python -m search.fidelity) has no name
+        out.append(Candidate(sid, label, t.number, dict(t.params),
                              dict(t.distributions), dict(zip(names, map(float, t.values))), sid in front_ids))  # fmt: skip
     return out, band, notes
 

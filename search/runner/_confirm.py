@@ -194,6 +194,8 @@ def run_confirm(
     storage = open_storage(storage_url)
     search = optuna.load_study(study_name=study_name, storage=storage)
     correct_of = _val_correct(space, [root.resolve()], study_name)
+    out(f"confirmation: the tie test scores the search's trained schedules image by image on the validation split "
+        f"(once; cached beside their weights as <id>.val-correct) ...")  # fmt: skip
     candidates, band, notes = select_candidates(search, alpha=block.alpha, max_schedules=block.max_schedules,
                                                 correct_of=correct_of)  # fmt: skip
     keys = [s.fidelity_key() for s in seed_spaces]
