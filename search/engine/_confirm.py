@@ -276,8 +276,9 @@ def summarize(search_study: optuna.Study, confirm_study: optuna.Study) -> Confir
         if fkey not in keys or sid not in done:
             continue
         s = done[sid]
+        label = t.user_attrs.get(Attr.SEED) or TrialView(s).seed_label
         row = rows.setdefault(sid, ConfirmedSchedule(
-            sid, t.user_attrs.get(Attr.SEED) or TrialView(s).seed_label, float(s.values[names.index("val_accuracy")]),
+            sid, None if label == sid else label, float(s.values[names.index("val_accuracy")]),
             {c: float(s.values[names.index(c)]) for c in costs}, on_front=sid in block.get("front", [sid])))  # fmt: skip
         row.accuracy[keys[fkey]] = float(t.user_attrs.get(Attr.VAL_ACCURACY, t.values[names.index("val_accuracy")]))
         row.trials[keys[fkey]] = t

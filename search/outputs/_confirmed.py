@@ -62,13 +62,23 @@ def confirmed_rows(view: RunView, conf: Confirmation) -> tuple[list[dict[str, An
     return rows, views
 
 
-def apply_confirmed(view: RunView, conf: Confirmation, configs: list[Any], *, test: bool, data: Any,
-                    device: str, say: Callable[[Any], None]) -> None:  # fmt: skip
-    """Put the confirmation's numbers into the exported configs; test every other seed's model."""
+def apply_confirmed(view: RunView, conf: Confirmation, configs: list[Any], *, test: bool, data: Any, device: str,
+                    say: Callable[[Any], None], data_root: Any = None) -> None:  # fmt: skip
+    """Put the confirmation's numbers into the exported configs; test every other seed's model.
+
+    The other seeds' test results are cached in the export's evaluation cache, by weights, as the
+    exported models' are: a re-export evaluates nothing twice. ``data`` is the test data when the
+    caller loaded it already (else it is loaded here, from ``data_root`` if given).
+    """
     from deeproots import accuracy_se  # noqa: PLC0415
 
-    from ._evaluate import evaluate_model  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
 
+    from deeproots._exported import sha256_file  # noqa: PLC0415
+
+    from ._evaluate import EvaluationCache, evaluate_model  # noqa: PLC0415
+
+    cache = EvaluationCache(configs[0].path.parent) if configs and configs[0].path is not None else None
     fidelity = conf.block.get("fidelity") or {}
     seeds = sorted(conf.block.get("training_seeds") or [])
     for cfg in configs:
@@ -83,11 +93,27 @@ def apply_confirmed(view: RunView, conf: Confirmation, configs: list[Any], *, te
                 if weights is None:
                     say(f"  warning: no weights for {cfg.schedule_id} seed {seed}; its test accuracy is left out")
                     continue
-                got = evaluate_model(_load(view, cfg.schedule_id, weights), data, device)
-                tests[seed] = float(got["test_accuracy"])
-                say(f"  {cfg.schedule_id} seed {seed}: test {got['test_accuracy']:.4f}")
+                key = SimpleNamespace(weights_sha256=sha256_file(weights), data=cfg.data, metrics={}, onnx=None)
+                hit = cache.get(key) if cache is not None else None  # type: ignore[arg-type]
+                if hit is not None:
+                    tests[seed] = float(hit["metrics"]["test_accuracy"])
+                    continue
+                if data is None:
+                    from ._evaluate import load_test_data  # noqa: PLC0415
+
+                    data = load_test_data(view.meta.data_config, data_root)
+                key.metrics = evaluate_model(_load(view, cfg.schedule_id, weights), data, device)
+                tests[seed] = float(key.metrics["test_accuracy"])
+                if cache is not None:
+                    cache.put(key)  # type: ignore[arg-type]
+                    cache.save()
+                say(f"  {cfg.schedule_id} seed {seed}: test {tests[seed]:.4f} (its model, from {conf.study})")
         val_size = (fidelity.get("data") or {}).get("val_size") or view.meta.data_config.get("val_size")
         m["val_accuracy_reevaluated_seed_model"] = m.pop("val_accuracy_reevaluated", None)
+        orig = view.orig_cost
+        for cost in ("flops", "params"):  # the companion study's trials hold the costs as objectives only
+            if m.get(cost) is not None and orig is not None and m.get(f"{cost}_vs_orig_percent") is None:
+                m[f"{cost}_vs_orig_percent"] = round(100.0 * float(m[cost]) / float(getattr(orig, cost)), 1)
         m.update({
             "val_accuracy": s.mean, "val_accuracy_sd": None if math.isnan(s.sd) else s.sd,
             "val_accuracy_se": accuracy_se(s.mean, int(val_size)) if val_size else None,

@@ -168,9 +168,7 @@ def export_study(
     configs = [_write_model_files(view, out, row, src, files, say) for row, src in zip(front, sources)]
     data = _evaluate_models(view, out, configs, files, test=test, onnx=onnx, data_root=data_root, say=say)
     if confirmation is not None:
-        if test and data is None and configs:
-            data = load_test_data(view.meta.data_config, data_root)
-        apply_confirmed(view, confirmation, configs, test=test, data=data, device=eval_device(), say=say)
+        apply_confirmed(view, confirmation, configs, test=test, data=data, device=eval_device(), say=say, data_root=data_root)
 
     rows = [csv_row(c) for c in configs]
     files["pareto.csv"] = write_csv(out / "pareto.csv", rows)

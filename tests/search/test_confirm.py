@@ -124,6 +124,7 @@ def test_confirmation_resume_after_kill_9_trains_nothing_twice(tmp_path: Path) -
         per_seed = [float(x.split(":")[1]) for x in r["val_accuracy_per_seed"].split(";")]
         assert float(r["val_accuracy"]) == pytest.approx(sum(per_seed) / 2, abs=1e-4)  # per seed: 4 decimals
         assert len(r["test_accuracy_per_seed"].split(";")) == 2 and r["test_accuracy_sd"] != ""
+        assert r["flops_fraction_of_orig"] != "" and float(r["search_val_accuracy"]) > 0
     report = (tmp_path / "runs/tiny/export/report.md").read_text()
     assert "This front is confirmed" in report and "tied band" in report and "unconfirmed" not in report
 
