@@ -8,7 +8,8 @@ holds the trained ``state_dict``. :func:`load_exported` rebuilds the network fro
 with :func:`deeproots.build_model` and loads the tensors with safetensors -- nothing is unpickled --
 then checks that the network's parameters and FLOPs are the ones the YAML records, so a model that
 loads is the model that was measured. ``python -m deeproots.train --config`` reads the same class.
-Plain PyTorch: no Ray, no Optuna.
+Plain PyTorch: no Ray, no Optuna. The YAML may also be named by URI (``s3://``, ``gs://``, ``file://``):
+both files are then read through ``pyarrow.fs`` (:mod:`deeproots._uri`).
 
 Example:
     >>> import deeproots
@@ -95,6 +96,7 @@ class ExportedConfig:
         provenance: package versions and git revision of training and export.
         onnx: the ONNX file written beside it and its check against PyTorch, or None.
         path: the YAML file it was read from (not written).
+        source: the URI it was read from when not a local file (``s3://bucket/export/<id>.yaml``), else None.
     """
 
     arch: str
@@ -114,6 +116,7 @@ class ExportedConfig:
     provenance: dict[str, Any] = field(default_factory=dict)
     onnx: dict[str, Any] | None = None
     path: Path | None = field(default=None, compare=False)
+    source: str | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------------ conversions
     def to_dict(self) -> dict[str, Any]:
@@ -171,23 +174,47 @@ class ExportedConfig:
 
     @classmethod
     def read(cls, path: str | Path) -> ExportedConfig:
-        """Read ``<id>.yaml`` (or the YAML beside ``<id>.safetensors``).
+        """Read ``<id>.yaml`` (or the YAML beside ``<id>.safetensors``), a local path or a URI.
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: not valid YAML, or not an exported model (naming the key or the format).
+            ValueError: not valid YAML, or not an exported model (naming the key or the format); a
+                URI whose filesystem cannot be opened.
         """
         import yaml  # noqa: PLC0415
 
-        p = Path(path)
-        if p.suffix == ".safetensors":
-            p = p.with_suffix(".yaml")
-        if not p.is_file():
-            raise FileNotFoundError(f"no exported model at {p}")
+        from ._uri import local_path, read_bytes  # noqa: PLC0415
+
+        location = str(path)
+        local = local_path(location) if isinstance(path, str) else location
+        if local is None:
+            from urllib.parse import urlsplit, urlunsplit  # noqa: PLC0415
+
+            parts = urlsplit(location)
+            if parts.path.endswith(".safetensors"):
+                location = urlunsplit(parts._replace(path=parts.path[: -len(".safetensors")] + ".yaml"))
+        elif local.endswith(".safetensors"):
+            local = location = local[: -len(".safetensors")] + ".yaml"
+        if local is None:  # an object store: s3://, gs://, ...
+            try:
+                text = read_bytes(location).decode()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no exported model at {location}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{location}: not valid YAML (not UTF-8 text)") from None
+        else:
+            p = Path(local)
+            if not p.is_file():
+                raise FileNotFoundError(f"no exported model at {p}")
+            text = None
         try:
-            record = yaml.safe_load(p.read_text())
+            record = yaml.safe_load(text if text is not None else p.read_text())
         except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"{p}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+            raise ValueError(f"{location}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+        if local is None:
+            cfg = cls.from_dict(record, location)
+            cfg.path, cfg.source = None, location
+            return cfg
         return cls.from_dict(record, p)
 
     def write(self, path: str | Path) -> Path:
@@ -227,11 +254,21 @@ class ExportedConfig:
         return TrainConfig(**recipe)
 
     def weights_path(self) -> Path | None:
-        """Absolute path of the weights file (None when the export holds none)."""
-        if not self.weights:
+        """Path of the weights file beside a local YAML (None when the export holds none or was read by URI)."""
+        if not self.weights or self.source is not None:
             return None
         base = self.path.parent if self.path is not None else Path(".")
         return base / self.weights
+
+    def weights_location(self) -> str | None:
+        """Where the weights are: a local path, or a URI beside a YAML read by URI (None: no weights)."""
+        if not self.weights:
+            return None
+        if self.source is not None:
+            from ._uri import sibling  # noqa: PLC0415
+
+            return sibling(self.source, self.weights)
+        return str(self.weights_path())
 
 
 def load_exported(
@@ -250,7 +287,8 @@ def load_exported(
     file may hold them or not.
 
     Args:
-        path: ``RUN/export/<id>.yaml`` (or the ``.safetensors`` beside it).
+        path: ``RUN/export/<id>.yaml`` (or the ``.safetensors`` beside it), a local path or a URI
+            (``s3://bucket/export/<id>.yaml?endpoint_override=...``, read through ``pyarrow.fs``).
         device: where the weights are loaded.
         check_cost: recount parameters and FLOPs (:func:`deeproots.count_cost`, of the network as
             it was trained and measured: auxiliary classifiers included) and require the recorded
@@ -264,7 +302,8 @@ def load_exported(
 
     Raises:
         FileNotFoundError: the YAML or its weights are missing.
-        ValueError: not an exported model; the weights do not match the recorded checksum or the
+        ValueError: a URI whose filesystem cannot be opened; not an exported model; the weights do
+            not match the recorded checksum or the
             network; the recounted parameters or FLOPs differ from the recorded ones; ``aux=True``
             but the file holds no auxiliary-classifier weights.
 
@@ -275,22 +314,34 @@ def load_exported(
         >>> cost.params == model.exported.objectives["params"]  # doctest: +SKIP
         True
     """
+    from safetensors.torch import load as load_bytes  # noqa: PLC0415
     from safetensors.torch import load_file  # noqa: PLC0415
 
     from ._build import build_model  # noqa: PLC0415
     from ._cost import count_cost  # noqa: PLC0415
+    from ._uri import read_bytes  # noqa: PLC0415
     from .models import aux_heads, drop_aux  # noqa: PLC0415
     from .schedules import resolve_schedule  # noqa: PLC0415
 
     cfg = ExportedConfig.read(path)
-    yaml_path = cfg.path
-    weights = cfg.weights_path()
+    yaml_path = cfg.path or cfg.source
+    yaml_name = cfg.path.name if cfg.path is not None else str(cfg.source).rsplit("/", 1)[-1].split("?")[0]
+    weights = cfg.weights_location()
     if weights is None:
         raise FileNotFoundError(f"{yaml_path}: the export holds no weights for this model")
-    if not weights.is_file():
-        raise FileNotFoundError(f"{yaml_path}: weights file {weights} is missing")
-    if cfg.weights_sha256 and sha256_file(weights) != cfg.weights_sha256:
-        raise ValueError(f"{weights}: SHA-256 differs from the one {yaml_path.name} records (file changed?)")
+    blob: bytes | None = None
+    if cfg.source is not None:  # beside a YAML read by URI: read through pyarrow.fs
+        try:
+            blob = read_bytes(weights)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{yaml_path}: weights file {weights} is missing") from None
+        digest = hashlib.sha256(blob).hexdigest()
+    else:
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"{yaml_path}: weights file {weights} is missing")
+        digest = sha256_file(weights) if cfg.weights_sha256 else ""
+    if cfg.weights_sha256 and digest != cfg.weights_sha256:
+        raise ValueError(f"{weights}: SHA-256 differs from the one {yaml_name} records (file changed?)")
 
     schedule = resolve_schedule(cfg.arch, dict(cfg.groups) if cfg.groups else cfg.schedule_id, cfg.num_classes)
     if schedule.id != cfg.schedule_id:
@@ -305,7 +356,10 @@ def load_exported(
                 raise ValueError(
                     f"{yaml_path}: the rebuilt network has {got:,} {what}, the export records {int(want[what]):,}"
                 )
-    state = load_file(str(weights), device=str(device))
+    if blob is not None:
+        state = {k: v.to(device) for k, v in load_bytes(blob).items()}
+    else:
+        state = load_file(str(weights), device=str(device))
     heads = aux_heads(model)
     if aux:
         missing = [h for h in heads if not any(k.startswith(f"{h}.") for k in state)]

@@ -141,8 +141,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="CPU threads (default: PyTorch's)")  # fmt: skip
     exported = p.add_argument_group("retrain an exported configuration")
     exported.add_argument(
-        "--config", type=Path, default=None,
-        help="RUN/export/<id>.yaml written by python -m search.export: arch, schedule, data and recipe "
+        "--config", type=str, default=None,
+        help="RUN/export/<id>.yaml written by python -m search.export (a path or a URI: s3://, gs://): arch, schedule, data and recipe "
         "from the file (flags given override it); trains on the whole training split unless --subset",
     )  # fmt: skip
     exported.add_argument("--seeds", type=_number(int, 1), default=1,

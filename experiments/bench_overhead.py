@@ -28,16 +28,16 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE.parent) not in sys.path:
     sys.path.insert(0, str(_HERE.parent))
 
-#: When the first trial started (set in the worker; read back through a file).
-_STAMP = "first_trial_started"
+def _stamp(study_name: str) -> Path:
+    """When the first trial started: written by the worker (same machine), read by the driver."""
+    return Path(tempfile.gettempdir()) / f"deeproots-{study_name}-first-trial"
 
 
 def noop_trial(config: dict[str, Any], ctx: Any) -> None:
     """A Tune trial that trains nothing: one final report with the costs the searcher decided."""
     from ray import tune  # noqa: PLC0415
 
-    stamp = Path(ctx.checkpoint_dir) / _STAMP
-    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp = _stamp(ctx.study_name)
     if not stamp.exists():
         stamp.write_text(repr(time.time()))
     values = {p.name: int(config[p.name]) for p in ctx.space.params.params}
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.runner._driver import run_search  # noqa: PLC0415
 
     space = load_space({
-        "name": "overhead", "model": {"arch": "nin", "input_size": [3, 16, 16]},
+        "name": f"overhead-{os.getpid()}", "model": {"arch": "nin", "input_size": [3, 16, 16]},
         "groups": [{"layers": "*", "choices": [1, 2, 4, 8]}], "seeds": ["orig"],
         "data": {"name": "synthetic", "val_size": 64, "options": {"num_train": 256, "num_test": 64, "input_size": [3, 16, 16]}},
         "trainer": {"epochs": 1}, "search": {"sampler": "random", "trials": args.trials},
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         result = run_search(space, runs_dir=tmp, estimate=False, export=False, print_fn=lambda *_: None, trial_fn=noop_trial)
         t1 = time.time()
-        first = float((Path(tmp) / "overhead" / "checkpoints" / "overhead" / _STAMP).read_text())
+        first = float(_stamp(result.paths.study_name).read_text())
+        _stamp(result.paths.study_name).unlink()
     startup = first - t0
     per_trial = (t1 - first) / max(1, result.evaluated)
     print(f"load average {os.getloadavg()[0]:.2f}; {result.evaluated} no-op trials, {args.concurrency} at once")

@@ -7,8 +7,9 @@ Example:
 
 Exit status: 0 done (or dry run), 1 a runtime error (or the search stopped itself: trials failing
 the same way, a region of constraint breaches -- the reason is printed), 2 an invalid space,
-override, option or data (one line on stderr, nothing written), 130 stopped by Ctrl-C (everything
-finished so far is kept; rerunning the same command resumes).
+override, option or data, or another driver holding the study (one line on stderr, nothing
+written), 130 stopped by Ctrl-C (everything finished so far is kept; rerunning the same command
+resumes).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a key of the space (value parsed as YAML); repeatable")  # fmt: skip
     p.add_argument("--name", help="run name (default: the space's name); the run lives in RUNS/NAME/")
     p.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///runs/NAME/study.db)")
+    p.add_argument("--storage-path", help="where trials keep their checkpoints (Ray Tune's storage_path): a path every "
+                                          "node sees or a URI such as s3://bucket/prefix (default runs/NAME/ray)")  # fmt: skip
     p.add_argument("--address", help="address of an existing Ray cluster (ray start --head); default: a local one")
     p.add_argument("--profile", help="hardware profile of the space (its profiles: keys); default: gpu when the machine "
                                      "(or the cluster at --address) has a GPU, else cpu")  # fmt: skip
@@ -128,7 +131,8 @@ def _run(args: argparse.Namespace) -> int:
             from .runner._confirm import confirm_spaces  # noqa: PLC0415
 
             confirm_spaces(space, check_data=False)  # confirm.overrides validated like --set, before anything runs
-        plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh, refuse=not args.dry_run)
+        plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh, refuse=not args.dry_run,
+                        storage_path=args.storage_path)  # fmt: skip
         if args.dry_run:
             from .runner._estimate import dry_run  # noqa: PLC0415
 
@@ -146,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = run_search(
             space, runs_dir=args.runs_dir, storage=args.storage, address=args.address, fresh=args.fresh,
-            estimate=not args.no_estimate, export=not args.no_export,
+            estimate=not args.no_estimate, export=not args.no_export, storage_path=args.storage_path,
         )  # fmt: skip
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -58,6 +58,7 @@ def make_engine(
     provenance: dict[str, Any] | None = None,
     latency_fn: Callable[[Any], float] | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
+    driver: str | None = None,
 ) -> Engine:
     """Load the (prepared) study with its sampler and build the searcher and scheduler over it.
 
@@ -70,10 +71,12 @@ def make_engine(
         storage: the study's storage (made by :func:`search.engine._study.prepare_study`).
         study_name: the study.
         budget: ``search.trials`` (default: the space's).
-        run_dir: weights paths are recorded relative to it.
+        run_dir: checkpoints under it are recorded relative to it.
         provenance: user attributes every trial gets.
         latency_fn: schedule -> latency (ms), when latency is an objective or a constraint.
         sampler: another sampler than the space's (the benchmark's configurations).
+        driver: who runs the trials (``pid 123 on host``); with a storage opened with heartbeats
+            (``open_storage(url, heartbeat=True)``) the searcher records Optuna heartbeats for them.
     """
     import optuna  # noqa: PLC0415
 
@@ -84,5 +87,8 @@ def make_engine(
     scheduler = make_scheduler(space)
     if scheduler is not None:
         scheduler.rebuild(study)
-    searcher = ScheduleSearch(space, study, budget, scheduler, run_dir=run_dir, provenance=provenance, latency_fn=latency_fn)
+    searcher = ScheduleSearch(
+        space, study, budget, scheduler, run_dir=run_dir, provenance=provenance, latency_fn=latency_fn,
+        storage=None if isinstance(storage, str) else storage, driver=driver,
+    )  # fmt: skip
     return Engine(study, searcher, scheduler)

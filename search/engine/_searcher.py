@@ -26,6 +26,14 @@ chose (or a seed enqueued before); what the sampler then learns from is kept cle
   a schedule trained to the end spends its epochs, one stopped early (MO-ASHA) only those it
   trained, so early stopping buys more schedules for the same compute. Without early stopping this
   is exactly ``trials`` distinct schedules evaluated.
+* **checkpoints and heartbeats** -- every checkpoint a trial reports is recorded as its URI
+  (``checkpoint``) the moment Tune has persisted it (:class:`TrialRecorder`); a trial queued again
+  after its driver stopped (Optuna's ``RetryHeartbeatStaleTrialCallback`` copies it with its user
+  attributes, or Ctrl-C queues it) gets that URI in its config (``__resume_from``) and resumes from it.
+  The driver records Optuna heartbeats for the trials it runs (:meth:`ScheduleSearch.heartbeat`).
+  Tune's own restarts of a trial whose worker or node died (``FailureConfig``) resume from its last
+  checkpoint and are counted (``recoveries``); a trial that fails deterministically reports
+  ``status: failed`` instead of raising, so Tune does not restart it.
 
 Everything goes through public Optuna calls (``Study.ask``/``tell``/``enqueue_trial``/``get_trials``,
 ``Trial.set_user_attr``/``set_constraint``) and the public Tune ``Searcher`` interface; the study is
@@ -39,6 +47,8 @@ import math
 import os
 import random
 import re
+import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -54,7 +64,7 @@ from .record import ANSWERABLE, COUNTED, Attr, Outcome, TrialView, constraint_va
 if TYPE_CHECKING:
     from ..space import ResolvedSpace
 
-__all__ = ["ScheduleSearch", "FailureRecorder", "DUPLICATE_STREAK", "FAILURE_STREAK", "INFEASIBLE_STREAK"]
+__all__ = ["ScheduleSearch", "TrialRecorder", "DUPLICATE_STREAK", "FAILURE_STREAK", "INFEASIBLE_STREAK"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +93,9 @@ class _InFlight:
     costs: dict[str, float]
     epochs: list[dict[str, float]] = field(default_factory=list)
     before: list[float] = field(default_factory=list)
+    storage_id: int | None = None  # the storage's trial id (heartbeats)
+    recoveries: int = 0  # Tune restarts after its worker or node died
+    checkpoint: str | None = None  # latest checkpoint, as recorded
 
     @property
     def accuracies(self) -> list[float]:
@@ -112,10 +125,14 @@ class ScheduleSearch(Searcher):
         study: the study, loaded with ``sampler`` (see :mod:`search.engine._study`).
         budget: ``search.trials``: full-fidelity trials (``budget x epochs`` epochs).
         stopper: the early-stopping scheduler (it records which trials it stopped), or None.
-        run_dir: weights paths are recorded relative to it.
+        run_dir: checkpoints under it are recorded relative to it.
         provenance: user attributes every trial gets (package version, git revision).
         latency_fn: schedule -> measured latency (ms) when latency is an objective or a constraint;
             called once per new schedule at ask time (the driver measures and caches it).
+        storage: the study's storage; when it has Optuna heartbeats (``open_storage(heartbeat=True)``),
+            every trial this searcher runs gets one at once and at each :meth:`heartbeat`.
+        driver: who runs the trials (``pid 123 on host``), recorded per trial; a trial with this
+            attribute has heartbeats.
 
     Example:
         >>> searcher = ScheduleSearch(space, study, budget=20)  # doctest: +SKIP
@@ -131,6 +148,8 @@ class ScheduleSearch(Searcher):
         run_dir: str = ".",
         provenance: dict[str, Any] | None = None,
         latency_fn: Callable[[Any], float] | None = None,
+        storage: optuna.storages.BaseStorage | None = None,
+        driver: str | None = None,
     ) -> None:
         super().__init__(metric=None, mode=None)
         self._space = space
@@ -145,13 +164,17 @@ class ScheduleSearch(Searcher):
         self._run_dir = run_dir
         self._provenance = dict(provenance or {})
         self._latency_fn = latency_fn
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)() if storage is not None else None
+        self._beats = storage if interval is not None else None  # heartbeats only
+        self._study_id = storage.get_study_id_from_name(study.study_name) if self._beats is not None else None
+        self._driver = driver
+        self._beat_lock = threading.Lock()
         self._rng = random.Random(space.spec.search.seed)
         self._inflight: dict[str, _InFlight] = {}
-        self._awaiting: dict[str, _InFlight] = {}  # errored, waiting for FailureRecorder's reason
+        self._awaiting: dict[str, _InFlight] = {}  # errored, waiting for TrialRecorder's reason
         self._records: dict[tuple[int, ...], FrozenTrial] = {}
         self._failures: Counter[tuple[int, ...]] = Counter()
         self._dead: set[tuple[int, ...]] = set()
-        self._resume_keys: set[tuple[int, ...]] = set()
         self._failure_streak: tuple[str, int] = ("", 0)
         self._infeasible_streak = 0
         self.epochs_spent = 0
@@ -176,7 +199,8 @@ class ScheduleSearch(Searcher):
         # Tune pickles the searcher with its experiment state; a search resumes from the study,
         # so the study (and its database connections) stay behind.
         state = dict(self.__dict__)
-        for k in ("_study", "_sampler", "on_event", "_latency_fn", "_stopper", "_inflight", "_awaiting", "_records"):
+        for k in ("_study", "_sampler", "on_event", "_latency_fn", "_stopper", "_inflight", "_awaiting", "_records",
+                  "_beats", "_beat_lock"):  # fmt: skip
             state[k] = None
         return state
 
@@ -222,9 +246,20 @@ class ScheduleSearch(Searcher):
             return len(view.accuracy_per_epoch) or int(view.get(Attr.EPOCHS_TRAINED, 0))
         return 0
 
-    def resume_from_checkpoint(self, keys: set[tuple[int, ...]]) -> None:
-        """Schedules whose interrupted trials left a per-epoch checkpoint to resume from."""
-        self._resume_keys |= keys
+    # ------------------------------------------------------------------ heartbeats
+    def heartbeat(self) -> int:
+        """Record an Optuna heartbeat for every trial this searcher runs (the driver calls it every
+        ``HEARTBEAT_SECONDS``, from its own thread); returns how many. Without heartbeats: 0."""
+        if self._beats is None:
+            return 0
+        with self._beat_lock:
+            ids = [f.storage_id for f in (*self._inflight.values(), *self._awaiting.values()) if f.storage_id is not None]
+        for trial_id in ids:
+            try:
+                self._beats.record_heartbeat(trial_id)
+            except Exception as e:  # noqa: BLE001 (a trial told meanwhile; a heartbeat is never fatal)
+                logger.debug("heartbeat of trial %s: %s", trial_id, e)
+        return len(ids)
 
     # ------------------------------------------------------------------ budget
     @property
@@ -281,7 +316,11 @@ class ScheduleSearch(Searcher):
             return self._wait_or_finish()  # a running trial may stop early or fail and free budget
         streak = 0
         while True:
-            trial = self._study.ask(self._dists)
+            with warnings.catch_warnings():
+                # Optuna records heartbeats itself only inside Study.optimize; with ask/tell this
+                # searcher records them (``heartbeat``), so its warning about that does not apply.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+                trial = self._study.ask(self._dists)
             config = self._consider(trial, trial_id)
             if config is not None:
                 return config
@@ -295,8 +334,8 @@ class ScheduleSearch(Searcher):
 
     def _consider(self, trial: optuna.Trial, tune_id: str) -> dict[str, Any] | None:
         """Decide one asked trial: train it (returns its Tune config) or answer it here (None)."""
+        frozen = next(t for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number == trial.number)
         if isinstance(self._sampler, optuna.samplers.NSGAIISampler):
-            frozen = next(t for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number == trial.number)
             self._sampler.get_trial_generation(self._study, frozen)  # an enqueued seed never samples: set it here
         values = {p.name: int(trial.params[p.name]) for p in self._pspace.params}
         key = self._pspace.key(values)
@@ -319,19 +358,40 @@ class ScheduleSearch(Searcher):
         for k, v in costs.items():
             trial.set_user_attr(k, v)
         constraints = constraint_values(self._space.limits, costs)
+        known = trial.constraints  # a retry copied from a stale trial carries them already
         for name, value in constraints.items():
-            trial.set_constraint(name, value)  # > 0: breached, relative (Optuna's convention)
+            if name not in known:
+                trial.set_constraint(name, value)  # > 0: breached, relative (Optuna's convention)
         broken = [k for k, v in constraints.items() if v > 0]
         if broken:
             return self._infeasible(trial, key, costs)
         self._infeasible_streak = 0
+        f = _InFlight(tune_id, trial, key, schedule.id, costs)
+        if self._beats is not None:  # a heartbeat first: from now on a stopped driver leaves it stale
+            f.storage_id = self._beats.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
+            self._beats.record_heartbeat(f.storage_id)
+        if self._driver:
+            trial.set_user_attr(Attr.DRIVER, self._driver)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(frozen)
+        if history:  # queued again by Optuna's heartbeat check: its driver stopped while it ran
+            trial.set_user_attr(Attr.RETRY_OF, history[-1])
         trial.set_user_attr(Attr.TUNE_TRIAL_ID, tune_id)
         trial.set_user_attr(Attr.EPOCHS, self._max_epochs)
         for k, v in self._provenance.items():
             trial.set_user_attr(k, v)
-        self._inflight[tune_id] = _InFlight(tune_id, trial, key, schedule.id, costs)
+        recorded = trial.user_attrs.get(Attr.CHECKPOINT)  # a retry's: the checkpoint its predecessor reached
+        resume_from = None
+        if recorded:
+            from ._trial_storage import resolve_checkpoint_uri  # noqa: PLC0415
+
+            resume_from = resolve_checkpoint_uri(str(recorded), [self._run_dir])
+            f.checkpoint = str(recorded)
+        with self._beat_lock:
+            self._inflight[tune_id] = f
         self.numbers[tune_id] = (trial.number, schedule.id)
-        return {**values, "__costs": costs, "__resume": key in self._resume_keys}
+        return {**values, "__costs": costs, "__resume_from": resume_from}
 
     def _duplicate(self, trial: optuna.Trial, original: int, what: Any) -> None:
         trial.set_user_attr(Attr.OUTCOME, Outcome.DUPLICATE)
@@ -422,8 +482,10 @@ class ScheduleSearch(Searcher):
     def _note_epoch(self, f: _InFlight | None, result: dict | None) -> None:
         if f is None or not result or result.get("status") not in ("training", "done"):
             return
-        if not f.before and result.get("history_before"):
-            f.before = [float(v) for v in result["history_before"]]
+        before = [float(v) for v in result.get("history_before") or []]
+        if before and before != f.before:  # an attempt resumed from a checkpoint: it holds these epochs
+            f.before = before
+            f.epochs = [e for e in f.epochs if e["epoch"] > len(before)]
         epoch = int(result["epoch"])
         while f.epochs and f.epochs[-1]["epoch"] >= epoch:  # a repeated report: the latest wins
             f.epochs.pop()
@@ -432,15 +494,40 @@ class ScheduleSearch(Searcher):
             "images_per_second": float(result.get("images_per_second", math.nan)),
         })  # fmt: skip
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:  # noqa: D102
-        f = self._inflight.pop(trial_id, None)
+    def record_checkpoint(self, trial_id: str, location: str) -> None:
+        """Record a checkpoint Tune has just persisted for a trial (a URI or an absolute path), so a
+        retry after its driver stopped resumes from it (called by :class:`TrialRecorder`)."""
+        f = self._inflight.get(trial_id) or self._awaiting.get(trial_id)
         if f is None:
             return
-        if error:
-            self._awaiting[trial_id] = f  # FailureRecorder.on_trial_error brings the reason next
+        from ._trial_storage import record_location  # noqa: PLC0415
+
+        f.checkpoint = record_location(location, self._run_dir)
+        f.trial.set_user_attr(Attr.CHECKPOINT, f.checkpoint)
+
+    def record_recovery(self, trial_id: str) -> None:
+        """Tune restarts a trial whose worker or node died, from its last checkpoint (called by :class:`TrialRecorder`)."""
+        f = self._inflight.get(trial_id)
+        if f is None:
+            return
+        f.recoveries += 1
+        done = f.epochs[-1]["epoch"] if f.epochs else len(f.before)
+        self._event(f"#{f.trial.number} {f.schedule_id}: its worker or node died during epoch {done + 1}; Ray Tune "
+                    f"restarts it from {'its epoch-' + str(done) + ' checkpoint' if done else 'the start'} "
+                    f"(restart {f.recoveries})")  # fmt: skip
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:  # noqa: D102
+        with self._beat_lock:
+            f = self._inflight.pop(trial_id, None)
+            if f is not None and error:
+                self._awaiting[trial_id] = f  # TrialRecorder.on_trial_error brings the reason next
+        if f is None or error:
             return
         if not result or "status" not in result:
             self._fail(f, Outcome.INTERRUPTED, "stopped before it reported a result")
+            return
+        if result["status"] == "failed":  # a deterministic error, reported instead of raised: not restarted
+            self._fail(f, Outcome.FAILED, str(result.get("error") or "the trial failed"))
             return
         self._note_epoch(f, result)
         t = f.trial
@@ -465,8 +552,9 @@ class ScheduleSearch(Searcher):
             self._fail(f, Outcome.INTERRUPTED, f"stopped after epoch {len(f.accuracies)}/{self._max_epochs}")
 
     def record_error(self, trial_id: str, reason: str) -> None:
-        """Finish a trial that raised, with the reason (called by :class:`FailureRecorder`)."""
-        f = self._awaiting.pop(trial_id, None)
+        """Finish a trial that raised, with the reason (called by :class:`TrialRecorder`)."""
+        with self._beat_lock:
+            f = self._awaiting.pop(trial_id, None)
         if f is not None:
             self._fail(f, Outcome.FAILED, reason)
 
@@ -487,10 +575,9 @@ class ScheduleSearch(Searcher):
             if f.before:
                 attrs[Attr.RESUMED_FROM_EPOCH] = len(f.before)
         if result.get("recovered"):
-            attrs[Attr.RECOVERED] = "trained by an earlier attempt whose driver stopped before recording it"
-        if result.get("weights"):
-            w = str(result["weights"])
-            attrs[Attr.WEIGHTS] = w if "://" in w else os.path.relpath(w, self._run_dir)
+            attrs[Attr.RECOVERED] = "the final checkpoint of an earlier attempt, whose driver stopped before recording it"
+        if f.recoveries:
+            attrs[Attr.RECOVERIES] = f.recoveries
         for k, v in attrs.items():
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 t.set_user_attr(k, v)
@@ -507,7 +594,6 @@ class ScheduleSearch(Searcher):
             self.details[f.tune_id] = frozen.user_attrs.get(Attr.PRUNE_REASON, "")
         self._records[f.key] = frozen
         self.epochs_spent += epochs
-        self._resume_keys.discard(f.key)
         self._failure_streak = ("", 0)
 
     def _fail(self, f: _InFlight, outcome: str, reason: str) -> None:
@@ -517,6 +603,8 @@ class ScheduleSearch(Searcher):
         f.trial.set_user_attr(Attr.FAIL_REASON, reason)
         if f.accuracies:
             f.trial.set_user_attr(Attr.VAL_ACCURACY_PER_EPOCH, f.accuracies)
+        if f.recoveries:
+            f.trial.set_user_attr(Attr.RECOVERIES, f.recoveries)
         self._study.tell(f.trial, state=TrialState.FAIL)
         if outcome != Outcome.FAILED:
             return
@@ -530,25 +618,51 @@ class ScheduleSearch(Searcher):
             self._stop(f"{n} trials in a row failed with: {reason}")
 
     def abandon(self, reason: str) -> int:
-        """Finish every trial still open (Ctrl-C): FAIL, outcome interrupted. Returns how many."""
-        n = len(self._inflight) + len(self._awaiting)
-        for f in self._inflight.values():
+        """Finish every trial still open (Ctrl-C): FAIL, outcome interrupted, and queue each schedule
+        again with the checkpoint it reached, so the rerun resumes it. Returns how many."""
+        with self._beat_lock:
+            open_ = list(self._inflight.values())
+            awaiting = list(self._awaiting.values())
+            self._inflight.clear()
+            self._awaiting.clear()
+        for f in open_:
             self._fail(f, Outcome.INTERRUPTED, reason)
-        for f in self._awaiting.values():
+            if f.key not in self._records:
+                seed = f.trial.user_attrs.get(Attr.SEED)
+                attrs = {Attr.RETRY_OF: f.trial.number, **({Attr.SEED: seed} if seed else {}),
+                         **({Attr.CHECKPOINT: f.checkpoint} if f.checkpoint else {})}  # fmt: skip
+                self._study.enqueue_trial(dict(zip((p.name for p in self._pspace.params), f.key)), user_attrs=attrs)
+        for f in awaiting:
             self._fail(f, Outcome.INTERRUPTED, "the trial raised; its reason was lost when the search stopped")
-        self._inflight.clear()
-        self._awaiting.clear()
-        return n
+        return len(open_) + len(awaiting)
+
+    def lose(self, reason: str) -> None:
+        """Another driver took the study over: ask nothing more (trials running finish and are recorded)."""
+        self._stop(reason)
 
 
-class FailureRecorder(Callback):
-    """Hands the reason of a trial that raised to the searcher (Tune's searcher API gives it none)."""
+class TrialRecorder(Callback):
+    """Tune callback handing the searcher what its ``Searcher`` API does not: the reason a trial
+    raised, every checkpoint Tune persisted (as a URI), and Tune's restarts of a trial.
 
-    def __init__(self, searcher: ScheduleSearch) -> None:
+    Args:
+        searcher: the search's :class:`ScheduleSearch`.
+        uri_of: path of a persisted checkpoint on the storage filesystem -> its URI
+            (:meth:`search.engine._trial_storage.TrialStorage.uri_of`).
+    """
+
+    def __init__(self, searcher: ScheduleSearch, uri_of: Callable[[str], str] | None = None) -> None:
         self._searcher = searcher
+        self._uri_of = uri_of or (lambda path: path)
 
     def __getstate__(self) -> dict[str, Any]:  # see ScheduleSearch.__getstate__
         return {}
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:  # noqa: D102
+        self._searcher.record_checkpoint(trial.trial_id, self._uri_of(checkpoint.path))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        self._searcher.record_recovery(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
         reason = "the trial raised (no error recorded)"

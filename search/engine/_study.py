@@ -1,20 +1,27 @@
 """Where a run lives and how its Optuna study is created, checked, resumed and seeded.
 
-A run is a folder ``runs/<name>/`` (``run.json``, ``study.db`` by default, ``weights/``, ``ray/``,
-``export/``) plus a study in some storage. The study records the space it was started with
-(``identity``) and the fidelity of its results; rerunning with a different space is refused unless
-``--fresh``, which starts a new study ``<name>-2`` (``-3`` ...) in the same storage and folder, with
-every result the older studies hold at the same fidelity added to it (untrained, not counted).
+A run is a folder ``runs/<name>/`` (``run.json``, ``study.db`` by default, ``latency.json``, ``ray/``
+-- Tune's storage unless ``storage_path`` names another --, ``export/``) plus a study in some storage.
+The study records the space it was started with (``identity``) and the fidelity of its results;
+rerunning with a different space is refused unless ``--fresh``, which starts a new study
+``<name>-2`` (``-3`` ...) in the same storage and folder, with every result the older studies hold at
+the same fidelity added to it (untrained, not counted).
+
+Trials the driver runs carry Optuna heartbeats (:func:`open_storage` with ``heartbeat=True``); on a
+resume, trials of a driver that stopped are recognised by their missed heartbeats
+(``optuna.storages.fail_stale_trials``) and queued again with their checkpoint
+(``RetryHeartbeatStaleTrialCallback``), never by being RUNNING alone.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 import sqlite3
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -27,7 +34,14 @@ if TYPE_CHECKING:
     from ..space import ResolvedSpace
 
 __all__ = ["RunPaths", "RunPlan", "plan_run", "open_storage", "prepare_study", "make_sampler", "read_run",
-           "weights_filename", "trial_key"]  # fmt: skip
+           "weights_filename", "trial_key", "sqlite_on_network_fs", "TRIAL_STALE_SECONDS"]  # fmt: skip
+
+#: Seconds without a heartbeat after which a RUNNING trial is stale (its driver stopped): Optuna's
+#: ``grace_period``. The driver beats every ``HEARTBEAT_SECONDS`` (:mod:`search.engine._lock`).
+TRIAL_STALE_SECONDS = 15
+#: File systems SQLite's locking does not work on (https://www.sqlite.org/useovernet.html).
+NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "lustre", "glusterfs", "ceph", "gpfs", "beegfs",
+              "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.glusterfs", "fuse.cephfs", "afs", "ncpfs")  # fmt: skip
 
 
 def weights_filename(schedule_id: str) -> str:
@@ -52,11 +66,14 @@ class RunPaths:
         root: ``runs/<name>``.
         storage_url: the study's SQLAlchemy URL.
         study_name: the current study.
+        storage_path: Ray Tune's storage, where trials keep their checkpoints and logs: an absolute
+            local path (default ``runs/<name>/ray``) or a URI (``s3://``, ``gs://``).
     """
 
     root: Path
     storage_url: str
     study_name: str
+    storage_path: str = ""
 
     @property
     def run_file(self) -> Path:
@@ -64,19 +81,15 @@ class RunPaths:
         return self.root / "run.json"
 
     @property
-    def weights_dir(self) -> Path:
-        """Final weights of every finished trial: ``weights/<study>/<schedule>.safetensors``."""
-        return self.root / "weights" / self.study_name
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        """Per-epoch checkpoints of trials in progress (deleted when a trial finishes)."""
-        return self.root / "checkpoints" / self.study_name
-
-    @property
     def ray_dir(self) -> Path:
-        """Ray Tune experiments (logs, per-trial results, TensorBoard)."""
+        """The default Tune storage: ``runs/<name>/ray`` (experiments: checkpoints, logs, TensorBoard)."""
         return self.root / "ray"
+
+    def trial_storage(self) -> Any:
+        """The :class:`search.engine._trial_storage.TrialStorage` of ``storage_path``."""
+        from ._trial_storage import TrialStorage  # noqa: PLC0415
+
+        return TrialStorage.parse(self.storage_path or self.ray_dir, self.root)
 
     @property
     def export_dir(self) -> Path:
@@ -87,10 +100,6 @@ class RunPaths:
     def latency_cache(self) -> Path:
         """Measured latencies, one per schedule and protocol."""
         return self.root / "latency.json"
-
-    def weights_path(self, schedule_id: str) -> Path:
-        """Final weights of ``schedule_id`` in this study."""
-        return self.weights_dir / weights_filename(schedule_id)
 
     def dashboard_command(self) -> str:
         """The command that shows the study in optuna-dashboard."""
@@ -108,11 +117,14 @@ class RunPlan:
             space but holds no finished trial: it is made anew) or ``"differs"`` (a dry run's view of
             a study made with another space).
         diff: how the space differs from the existing study's (``key: old -> new``), or None.
+        problem: why the storage cannot be used (SQLite on a network file system), for a dry run to
+            say; a real run is refused instead.
     """
 
     paths: RunPaths
     mode: str
     diff: str | None = None
+    problem: str | None = None
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -129,8 +141,17 @@ def default_storage(run_dir: Path) -> str:
     return f"sqlite:///{run_dir.as_posix()}/study.db"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage; SQLite gets WAL mode (readers never block the writer) and a long lock timeout."""
+def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBStorage:
+    """An RDB storage; SQLite gets WAL mode (readers never block the writer) and a long lock timeout.
+
+    Args:
+        url: SQLAlchemy URL.
+        heartbeat: the driver's storage: Optuna heartbeats every ``HEARTBEAT_SECONDS``, a trial stale
+            after :data:`TRIAL_STALE_SECONDS` without one, and a stale trial queued again with its
+            user attributes (its checkpoint among them) by ``RetryHeartbeatStaleTrialCallback``.
+    """
+    from ._lock import HEARTBEAT_SECONDS  # noqa: PLC0415
+
     path = _sqlite_path(url)
     kwargs: dict[str, Any] = {}
     if path is not None:
@@ -138,7 +159,55 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         with sqlite3.connect(path) as con:
             con.execute("PRAGMA journal_mode=WAL")
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if heartbeat:
+        with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs.update(
+                heartbeat_interval=HEARTBEAT_SECONDS, grace_period=TRIAL_STALE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )  # fmt: skip
+            return optuna.storages.RDBStorage(url, **kwargs)
     return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def _read_mounts() -> str:
+    """The mount table (``/proc/mounts``; empty where there is none)."""
+    try:
+        return Path("/proc/mounts").read_text()
+    except OSError:
+        return ""
+
+
+def sqlite_on_network_fs(url: str, mounts: str | None = None) -> str | None:
+    """Why an SQLite URL cannot be used: its database sits on a network file system (None: it can).
+
+    SQLite's file locking -- and WAL mode, which needs shared memory -- do not work over NFS, SMB and
+    the like: two processes may corrupt the database. Read from ``/proc/mounts`` (Linux; elsewhere
+    nothing is refused).
+
+    Args:
+        url: the study's URL (other backends: None).
+        mounts: the text of ``/proc/mounts`` (default: read it).
+    """
+    path = _sqlite_path(url)
+    if path is None or not str(path) or str(path) == ":memory:":
+        return None
+    mounts = _read_mounts() if mounts is None else mounts
+    target = Path(path).expanduser().resolve()
+    best: tuple[str, str] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if target == Path(point) or Path(point) in target.parents:
+            if best is None or len(point) > len(best[0]):
+                best = (point, fields[2])
+    if best is None or best[1] not in NETWORK_FS:
+        return None
+    return (f"{url} sits on a network file system ({best[1]} at {best[0]}), where SQLite's locking does not work "
+            "and the study could be corrupted; use a server database (--storage postgresql+psycopg2://user@host/db) "
+            "or an SQLite file on a local disk (--storage sqlite:////local/disk/study.db)")  # fmt: skip
 
 
 def _study_names(url: str) -> list[str] | None:
@@ -179,24 +248,35 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
 
 def plan_run(
     space: ResolvedSpace, *, runs_dir: str | Path = "runs", storage: str | None = None, fresh: bool = False,
-    refuse: bool = True, study: str | None = None,
+    refuse: bool = True, study: str | None = None, storage_path: str | None = None,
 ) -> RunPlan:  # fmt: skip
-    """Decide the run folder, storage and study; refuse a changed space without ``fresh``.
+    """Decide the run folder, storage, Tune storage and study; refuse a changed space without ``fresh``.
 
     A study made with another space that holds no finished trial is simply made anew
     (``"restart"``): nothing would be lost. Reads the storage if it exists; writes nothing.
 
     Args:
-        refuse: raise on a changed space (False: a dry run, which reports the difference instead).
+        storage: the study's SQLAlchemy URL (default: the space's ``storage``, else
+            ``sqlite:///runs/<name>/study.db``).
+        refuse: raise on a changed space or an unusable storage (False: a dry run, which reports them).
         study: a study of the run's storage other than the run's own (``run.json`` is then not
             read); ``fresh`` numbers it ``<study>-2``, ``-3`` ... (the fidelity check's studies).
+        storage_path: Ray Tune's storage (default: the space's ``storage_path``, else ``runs/<name>/ray``).
 
     Raises:
         SpaceError: the existing study was started with a different space (naming the first
-            differing key) or by an older deeproots, or the storage cannot be opened.
+            differing key) or by an older deeproots; the storage cannot be opened; an SQLite study on
+            a network file system; a ``storage_path`` with credentials in it.
     """
+    from ._trial_storage import TrialStorage  # noqa: PLC0415
+
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
+    tune_storage = TrialStorage.parse(storage_path or space.spec.storage_path or root / "ray", root,
+                                      key="--storage-path" if storage_path else "storage_path").uri  # fmt: skip
+    problem = sqlite_on_network_fs(url)
+    if problem and refuse:
+        raise SpaceError("storage", problem)
     run_file = root / "run.json"
     base = study or space.name  # (``study`` is reused below for the loaded study)
     study_name = base
@@ -208,8 +288,12 @@ def plan_run(
         except (OSError, ValueError):
             pass
     names = _study_names(url)
+
+    def plan(mode: str, diff: str | None = None, name: str = study_name) -> RunPlan:
+        return RunPlan(RunPaths(root, url, name, tune_storage), mode, diff, problem)
+
     if not names or study_name not in names:
-        return RunPlan(RunPaths(root, url, study_name), "new")
+        return plan("new")
     study = optuna.load_study(study_name=study_name, storage=url)
     version = study.user_attrs.get(StudyAttr.RECORD_VERSION)
     if version != StudyMeta.version:
@@ -220,12 +304,12 @@ def plan_run(
         old = study.user_attrs.get(StudyAttr.IDENTITY)
         diff = _diff(old, space.identity()) if old is not None else "the study records no space"
     if diff is None:
-        return RunPlan(RunPaths(root, url, study_name), "resume")
+        return plan("resume")
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     if not fresh and not finished:
-        return RunPlan(RunPaths(root, url, study_name), "restart", diff)
+        return plan("restart", diff)
     if not refuse:
-        return RunPlan(RunPaths(root, url, study_name), "differs", diff)
+        return plan("differs", diff)
     if not fresh:
         raise SpaceError(
             "",
@@ -235,7 +319,7 @@ def plan_run(
     n = 2
     while f"{base}-{n}" in names:
         n += 1
-    return RunPlan(RunPaths(root, url, f"{base}-{n}"), "fresh", diff)
+    return plan("fresh", diff, f"{base}-{n}")
 
 
 def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -254,7 +338,7 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
         if s.sampler == "nsga2":
             seeds = len(space.params.seeds)
             if "population_size" not in opts:
-                opts["population_size"] = max(4, min(50, budget // 16), seeds)  # the seeds are generation 0; ~16 generations
+                opts["population_size"] = max(4, min(50, budget // 8), seeds)  # the seeds are generation 0; ~8 generations
             sampler = optuna.samplers.NSGAIISampler(seed=seed, **opts)
             if sampler.population_size < seeds:
                 raise SpaceError("search.sampler_options", f"nsga2: population_size {sampler.population_size} is smaller "
@@ -290,23 +374,40 @@ def prepare_study(
     space: ResolvedSpace,
     storage: optuna.storages.BaseStorage,
     provenance: dict[str, Any],
+    *,
+    say: Callable[[str], None] | None = None,
+    stale_wait: float | None = None,
 ) -> dict[str, Any]:
-    """Create (new/fresh) or recover (resume) the study; returns what happened.
+    """Create (new/fresh) or recover (resume) the study; returns what happened. Call it holding the
+    study's driver lock (:class:`search.engine._lock.StudyLock`).
 
     New study: directions, metric names and the run record (:class:`StudyMeta`), the seeds
-    enqueued, known results of other studies at the same fidelity added. Resumed study: trials left
-    RUNNING by a driver that died become FAIL (``outcome: interrupted``) and their schedules are
-    enqueued again (a per-epoch checkpoint, if one was written, is resumed from).
+    enqueued, known results of other studies at the same fidelity added. Resumed study: trials of a
+    driver that stopped are found by their heartbeats -- Optuna's ``fail_stale_trials`` fails those
+    without one for :data:`TRIAL_STALE_SECONDS` and its ``RetryHeartbeatStaleTrialCallback`` queues
+    each again with its user attributes, so the retry resumes from the trial's recorded checkpoint.
+    Trials of a driver that died moments ago are waited for until they go stale (at most
+    ``stale_wait`` seconds). RUNNING trials that never had a heartbeat (made by an older deeproots,
+    which had none) become FAIL (``outcome: interrupted``) and are queued again.
+
+    Args:
+        say: one-line messages (waiting for stale trials).
+        stale_wait: seconds to wait for trials of a stopped driver to go stale (default: the grace
+            period and two heartbeats).
 
     Returns:
-        ``{"created": bool, "recovered": int, "retry": [keys], "imported": int, "checkpoints": {keys}}``.
+        ``{"created": bool, "recovered": int, "retry": int, "imported": int}``: trials of a stopped
+        driver failed, and how many of them were queued again.
+
+    Raises:
+        SpaceError: RUNNING trials keep getting heartbeats after the wait: a driver still runs them.
     """
     from .record import DIRECTIONS  # noqa: PLC0415
 
     pspace = space.params
     name = plan.paths.study_name
     directions = [DIRECTIONS[o] for o in space.objectives]
-    info: dict[str, Any] = {"created": False, "recovered": 0, "retry": [], "imported": 0, "checkpoints": set()}
+    info: dict[str, Any] = {"created": False, "recovered": 0, "retry": 0, "imported": 0}
     existing = [s.study_name for s in storage.get_all_studies()]
     if plan.mode == "restart" and name in existing:  # made with another space, nothing finished: made anew
         optuna.delete_study(study_name=name, storage=storage)
@@ -320,30 +421,71 @@ def prepare_study(
         info["imported"] = _import_known(study, storage, space, existing)
     else:
         study = optuna.load_study(study_name=name, storage=storage)
-        answered = {
-            trial_key(pspace, t.params)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        }
-        retry: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial = _trial_handle(study, storage, t.number)
-            trial.set_user_attr(Attr.OUTCOME, Outcome.INTERRUPTED)
-            trial.set_user_attr(Attr.FAIL_REASON, "the search driver stopped while this trial ran (killed?); its schedule is retried")
-            study.tell(t.number, state=TrialState.FAIL)
-            info["recovered"] += 1
-            key = trial_key(pspace, t.params)
-            if key is not None and key not in answered:
-                retry.setdefault(key, t)
-        for key, t in retry.items():
-            values = dict(zip((p.name for p in pspace.params), key))
-            attrs = {Attr.RETRY_OF: t.number, **({Attr.SEED: t.user_attrs[Attr.SEED]} if Attr.SEED in t.user_attrs else {})}
-            study.enqueue_trial(values, user_attrs=attrs)
-            sid = pspace.schedule(values).id
-            if (plan.paths.checkpoint_dir / weights_filename(sid).replace(".safetensors", ".pt")).exists():
-                info["checkpoints"].add(key)
-        info["retry"] = list(retry)
+        info.update(_recover_running(study, storage, space, say or (lambda _: None), stale_wait))
     study.set_user_attr(StudyAttr.TRIALS, space.spec.search.trials)
     return info
+
+
+def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def _recover_running(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, space: ResolvedSpace, say: Callable[[str], None],
+    stale_wait: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Trials left RUNNING by a stopped driver: failed and queued again (see :func:`prepare_study`)."""
+    from ._lock import HEARTBEAT_SECONDS  # noqa: PLC0415
+
+    pspace = space.params
+    before = _running(study)
+    if not before:
+        return {"recovered": 0, "retry": 0}
+    heartbeats = getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
+    legacy = [t for t in before if Attr.DRIVER not in t.user_attrs or not heartbeats]
+    answered = {
+        trial_key(pspace, t.params) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    }
+    retry: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
+    for t in legacy:  # never had a heartbeat: Optuna cannot tell whether they are stale
+        trial = _trial_handle(study, storage, t.number)
+        trial.set_user_attr(Attr.OUTCOME, Outcome.INTERRUPTED)
+        trial.set_user_attr(Attr.FAIL_REASON, "the search driver stopped while this trial ran (killed?); its schedule is retried")
+        study.tell(t.number, state=TrialState.FAIL)
+        key = trial_key(pspace, t.params)
+        if key is not None and key not in answered:
+            retry.setdefault(key, t)
+    for key, t in retry.items():
+        values = dict(zip((p.name for p in pspace.params), key))
+        keep = {k: t.user_attrs[k] for k in (Attr.SEED, Attr.CHECKPOINT) if k in t.user_attrs}
+        study.enqueue_trial(values, user_attrs={Attr.RETRY_OF: t.number, **keep})
+    tracked = {t.number for t in before} - {t.number for t in legacy}
+    if tracked:
+        wait = TRIAL_STALE_SECONDS + 2 * HEARTBEAT_SECONDS if stale_wait is None else stale_wait
+        deadline = time.monotonic() + wait
+        waiting = _fail_stale(study, tracked)
+        if waiting:
+            drivers = sorted({str(t.user_attrs.get(Attr.DRIVER)) for t in before if t.number in waiting})
+            say(f"waiting up to {wait:.0f} s for {len(waiting)} trial(s) of a stopped driver ({'; '.join(drivers)}) "
+                f"to miss their heartbeat ({TRIAL_STALE_SECONDS} s)")  # fmt: skip
+        while waiting and time.monotonic() < deadline:
+            time.sleep(1.0)
+            waiting = _fail_stale(study, tracked)
+        if waiting:
+            drivers = sorted({str(t.user_attrs.get(Attr.DRIVER)) for t in before if t.number in waiting})
+            raise SpaceError(
+                "", f"trial(s) {', '.join(f'#{n}' for n in sorted(waiting))} of study {study.study_name!r} still get "
+                    f"heartbeats from {'; '.join(drivers)}: a driver that lost the study's lock is still running them; stop it first",
+            )  # fmt: skip
+    return {"recovered": len(before), "retry": len(retry) + len(tracked)}
+
+
+def _fail_stale(study: optuna.Study, numbers: set[int]) -> set[int]:
+    """Fail the stale trials (Optuna's heartbeat check; each is queued again); which of ``numbers`` still run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return {t.number for t in _running(study)} & numbers
 
 
 def _import_known(study: optuna.Study, storage: optuna.storages.BaseStorage, space: ResolvedSpace, names: list[str]) -> int:

@@ -48,6 +48,7 @@ __all__ = [
     "StudyMeta",
     "RecordError",
     "TrialView",
+    "TrialFiles",
     "RECORD_VERSION",
 ]
 
@@ -99,8 +100,12 @@ class Attr:
     DEVICE = "device"  # "cpu" or "cuda (<card>)"
     HOST = "host"
     NODE_ID = "node_id"  # Ray node
-    WEIGHTS = "weights"  # final weights, relative to the run folder (or a URI)
-    RECOVERED = "recovered"  # result found beside the weights after a driver died
+    CHECKPOINT = "checkpoint"  # the trial's latest Tune checkpoint (a folder of TrialFiles): a URI, or a path
+    #                            relative to the run folder; the final one once the trial finished
+    WEIGHTS = "weights"  # studies made before trials stored checkpoints: a .safetensors path relative to the run folder
+    RECOVERED = "recovered"  # the final checkpoint of an earlier attempt answered it (its driver died before recording it)
+    RECOVERIES = "recoveries"  # times Ray Tune restarted the trial from its checkpoint (worker or node died)
+    DRIVER = "driver"  # the driver that ran the trial and kept its heartbeat ("pid 123 on host")
     FAIL_REASON = "fail_reason"  # one line
     PRUNE_REASON = "prune_reason"  # one line: constraint or early stopping
     DEEPROOTS_VERSION = "deeproots_version"
@@ -145,6 +150,23 @@ class Outcome:
     INTERRUPTED = "interrupted"  # FAIL: Ctrl-C or the driver died (not counted; retried)
     SKIPPED = "skipped"  # FAIL: proposal of a schedule that failed too often
     CONFIRMED = "confirmed"  # COMPLETE, in a companion study: retrained at the confirmation's fidelity and seed
+
+
+class TrialFiles:
+    """Names of the files in a trial's Tune checkpoint (the folder :attr:`Attr.CHECKPOINT` points to).
+
+    A trial reports one checkpoint per epoch with ``ray.tune.report(..., checkpoint=...)``; Tune copies
+    it into its storage (``storage_path``: a local folder, NFS, ``s3://``, ``gs://``).
+
+    * per epoch (``status: training``): ``STATE`` (model, optimiser, scheduler, history -- what
+      :func:`deeproots.fit` resumes from) and ``RESULT``;
+    * final (``status: done``): ``WEIGHTS`` and ``RESULT``, plus any extra file the trial adds (each one
+      named here) -- what the export reads back with ``ray.tune.Checkpoint``.
+    """
+
+    STATE = "state.pt"  # deeproots.fit's epoch-end checkpoint (torch.save of tensors and plain values)
+    RESULT = "result.json"  # schedule_id, epochs, epoch, status, history (validation accuracy per epoch), metrics
+    WEIGHTS = "weights.safetensors"  # the final state_dict (safetensors: nothing is ever unpickled)
 
 
 #: Outcomes that spend the budget (``search.trials`` counts distinct schedules evaluated).
@@ -349,8 +371,15 @@ class TrialView:
 
     @property
     def outcome(self) -> str | None:
-        """One of :class:`Outcome` (None while running)."""
-        return self._get(Attr.OUTCOME)
+        """One of :class:`Outcome` (None while running).
+
+        A FAIL trial without one was failed by Optuna's heartbeat check (``fail_stale_trials``): its
+        driver stopped while it ran -- ``interrupted``.
+        """
+        outcome = self._get(Attr.OUTCOME)
+        if outcome is None and self.trial.state.name == "FAIL":
+            return Outcome.INTERRUPTED
+        return outcome
 
     @property
     def counted(self) -> bool:
@@ -410,13 +439,21 @@ class TrialView:
 
     @property
     def weights(self) -> str | None:
-        """Where the final weights are (relative to the run folder, or a URI)."""
+        """Studies made before trials stored checkpoints: the final weights file (relative to the run folder)."""
         return self._get(Attr.WEIGHTS)
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The trial's latest Tune checkpoint: a URI, or a path relative to the run folder (None: none yet)."""
+        return self._get(Attr.CHECKPOINT)
 
     @property
     def reason(self) -> str | None:
         """Why it failed or was pruned (one line)."""
-        return self._get(Attr.FAIL_REASON) or self._get(Attr.PRUNE_REASON)
+        reason = self._get(Attr.FAIL_REASON) or self._get(Attr.PRUNE_REASON)
+        if reason is None and self._get(Attr.OUTCOME) is None and self.trial.state.name == "FAIL":
+            return "its driver stopped while it ran (no heartbeat); its schedule was queued again"
+        return reason
 
     @property
     def feasible(self) -> bool:

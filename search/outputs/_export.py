@@ -6,8 +6,9 @@ it) ``RUN/export/`` gets
 * ``<id>.yaml`` -- a :class:`deeproots.ExportedConfig` (architecture, full schedule and id, objective
   values, the trainer config and the data it was trained on, the study/trial it came from,
   provenance), read by :func:`deeproots.load_exported` and ``python -m deeproots.train --config``;
-* ``<id>.safetensors`` -- the trial's final weights, copied from the run, with their SHA-256 in the
-  YAML (nothing is ever unpickled);
+* ``<id>.safetensors`` -- the trial's final weights, copied from its final checkpoint wherever Tune
+  stored it (read with ``ray.tune.Checkpoint``: a local or network folder, ``s3://``, ``gs://``), with
+  their SHA-256 in the YAML (nothing is ever unpickled);
 * ``<id>.onnx`` with ``--onnx`` -- checked against PyTorch's output on one test batch;
 
 and, for the whole set, ``pareto.csv``, ``report.md``, the figures (:mod:`search.outputs._plots`) and
@@ -33,9 +34,9 @@ from typing import Any, Callable
 from deeproots._exported import ExportedConfig, sha256_file
 
 from .._text import duration
-from ..engine.record import Attr, TrialView
+from ..engine.record import Attr, TrialFiles, TrialView
 from ._evaluate import VAL_TOLERANCE, EvaluationCache, eval_device, evaluate_model, export_onnx, load_test_data
-from ._locate import ExportError, RunView, find_weights, locate_run, open_run, weights_stem
+from ._locate import ExportError, RunView, final_checkpoint, find_weights, locate_run, open_run, weights_stem
 from ._render import csv_row, note, report, summary_table, write_csv
 from ._tables import pareto_rows, standard_error
 
@@ -205,6 +206,29 @@ def _copy_weights(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)  # a reader never sees half a file
 
 
+def _fetch_weights(view: RunView, t: TrialView, dst: Path, say: Callable[[Any], None]) -> bool:
+    """Copy trial ``t``'s final weights to ``dst`` from its final checkpoint (or, for a study made
+    before checkpoints, its weights file); False when there are none to copy."""
+    try:
+        ckpt = final_checkpoint(t, view.bases)
+        if ckpt is not None:
+            with ckpt.as_directory() as folder:
+                src = Path(folder) / TrialFiles.WEIGHTS
+                if src.is_file():
+                    _copy_weights(src, dst)
+                    return True
+            say(f"  warning: checkpoint {t.checkpoint} of trial #{t.number} holds no {TrialFiles.WEIGHTS} (not a final checkpoint)")
+            return False
+    except Exception as e:  # noqa: BLE001 (an unreachable object store, a deleted folder: one line, export the rest)
+        say(f"  warning: cannot read checkpoint {t.checkpoint} of trial #{t.number}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        return False
+    legacy = find_weights(t, view.bases, view.name)
+    if legacy is None:
+        return False
+    _copy_weights(legacy, dst)
+    return True
+
+
 def _write_model_files(
     view: RunView, out: Path, row: dict[str, Any], t: TrialView, files: dict[str, Path], say: Callable[[Any], None]
 ) -> ExportedConfig:
@@ -214,15 +238,13 @@ def _write_model_files(
     meta = view.meta
     sid = row["schedule_id"]
     stem = weights_stem(sid)
-    weights_src = find_weights(t, view.bases, view.name)
     weights_dst = out / f"{stem}.safetensors"
     sha = None
-    if weights_src is not None:
-        _copy_weights(weights_src, weights_dst)
+    if _fetch_weights(view, t, weights_dst, say):
         sha = sha256_file(weights_dst)
         files[weights_dst.name] = weights_dst
     else:
-        say(f"  warning: no weights for {sid} (trial #{t.number}, weights attribute {t.weights!r}); exported without them")
+        say(f"  warning: no weights for {sid} (trial #{t.number}, checkpoint {t.checkpoint or t.weights!r}); exported without them")
     groups = t.groups or dict(deeproots.resolve_schedule(meta.arch, sid, meta.num_classes).groups)
     objectives = {o: row.get(o) for o in meta.objectives}
     for o in ("flops", "params"):

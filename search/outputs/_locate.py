@@ -20,7 +20,7 @@ from ..engine.record import RecordError, StudyMeta, TrialView
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ExportError", "RunTarget", "RunView", "locate_run", "open_run", "find_weights", "paper_names"]
+__all__ = ["ExportError", "RunTarget", "RunView", "locate_run", "open_run", "final_checkpoint", "find_weights", "paper_names"]
 
 
 class ExportError(ValueError):
@@ -225,8 +225,31 @@ def weights_stem(schedule_id: str) -> str:
     return weights_filename(schedule_id).removesuffix(".safetensors")
 
 
+def final_checkpoint(view: TrialView, bases: list[Path]) -> Any:
+    """The trial's final checkpoint as a ``ray.tune.Checkpoint`` -- wherever Tune stored it (a local or
+    network folder, ``s3://``, ``gs://``) -- or None when the study records none (or a relative one
+    that no run folder holds).
+
+    Read a file of it (``TrialFiles.WEIGHTS``, ``TrialFiles.RESULT``, an extra file a trial added)::
+
+        ckpt = final_checkpoint(view, run.bases)
+        with ckpt.as_directory() as folder:  # downloaded from an object store, used in place on disk
+            data = (Path(folder) / TrialFiles.RESULT).read_bytes()
+
+    Raises:
+        ValueError: the checkpoint's filesystem cannot be opened.
+    """
+    from ..engine._trial_storage import checkpoint_at, resolve_checkpoint_uri  # noqa: PLC0415
+
+    recorded = view.checkpoint
+    if not recorded:
+        return None
+    location = resolve_checkpoint_uri(recorded, bases)
+    return checkpoint_at(location) if location is not None else None
+
+
 def find_weights(view: TrialView, bases: list[Path], study_name: str) -> Path | None:
-    """The trial's final weights: its ``weights`` attribute against each candidate run folder."""
+    """A study made before trials stored checkpoints: the trial's ``weights`` file against each run folder."""
     rel = view.weights
     sid = view.schedule_id
     candidates: list[Path] = []

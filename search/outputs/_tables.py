@@ -41,7 +41,7 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
     Returns:
         Rows with ``number``, ``schedule_id``, ``seed`` (paper name or None), the objectives by name,
-        ``weights`` and ``outcome``.
+        ``checkpoint`` (or ``weights``, studies made before checkpoints) and ``outcome``.
     """
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
     rows: dict[str, dict[str, Any]] = {}
@@ -57,6 +57,7 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "schedule_id": sid,
             "seed": view.seed_label,
             **dict(zip(names, t.values)),
+            "checkpoint": view.checkpoint,
             "weights": view.weights,
             "outcome": view.outcome,
         }

@@ -1,19 +1,24 @@
-"""The search driver: plan -> study -> Ray Tune ``Tuner`` with :class:`ScheduleSearch` -> summary -> export.
+"""The search driver: plan -> lock -> study -> Ray Tune ``Tuner`` with :class:`ScheduleSearch` -> summary -> export.
 
 Only this process writes the study (SQLite sees one writer); trials only report to it through Tune.
+It holds the study's driver lock (:class:`search.engine._lock.StudyLock`, in the study's database)
+for its whole life, and a heartbeat thread keeps both that lock and Optuna's heartbeats of its running
+trials fresh, so a later driver can tell a stopped one's trials by their heartbeats.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._text import duration
-from ..engine._study import RunPaths, RunPlan, make_sampler, open_storage, plan_run, prepare_study
+from ..engine._study import RunPaths, RunPlan, _sqlite_path, make_sampler, open_storage, plan_run, prepare_study
 from ..space._schema import SpaceError
 from ..outputs._tables import outcome_counts, pareto_rows, pareto_table, state_counts, stopped_at_rungs
 from ._estimate import concurrency, console, estimate_time
@@ -105,15 +110,19 @@ def run_search(
     export: bool = True,
     print_fn: Callable[[Any], None] | None = None,
     trial_fn: Callable[..., None] | None = None,
+    storage_path: str | None = None,
     study: str | None = None,
 ) -> SearchResult:
     """Run (or resume) the search a space describes; returns when the budget is met or on Ctrl-C.
 
-    Steps: plan the run (refusing a changed space unless ``fresh``); open the study (seeds enqueued,
-    or trials of a killed driver marked FAIL and retried); estimate the time from a timed batch;
-    start Ray (or join ``address``); run a Tune ``Tuner`` whose searcher is :class:`ScheduleSearch`
-    (Optuna sampler, study in RDB storage, only this process writes it) with ASHA if enabled; print
-    progress; at the end the Pareto table, the dashboard command, and the export step.
+    Steps: plan the run (refusing a changed space unless ``fresh``); take the study's driver lock
+    (refusing a second driver anywhere); check that the trials' storage can be written; open the
+    study (seeds enqueued, or the trials of a stopped driver found by their heartbeats and queued
+    again with their checkpoints); estimate the time from a timed batch; start Ray (or join
+    ``address``); run a Tune ``Tuner`` whose searcher is :class:`ScheduleSearch` (Optuna sampler,
+    study in RDB storage, only this process writes it) with early stopping if enabled, trials
+    keeping their checkpoints in ``storage_path`` and restarted from them when their worker or node
+    dies; print progress; at the end the Pareto table, the dashboard command, and the export step.
 
     Args:
         space: the resolved space (:func:`search.load_space`).
@@ -127,13 +136,19 @@ def run_search(
         print_fn: where progress goes (default: a rich console).
         trial_fn: what a Tune trial runs, ``f(config, ctx)`` (default: :func:`search.runner._trial.train_trial`);
             the overhead benchmark passes one that trains nothing.
+        storage_path: Ray Tune's storage, overriding ``space.storage_path`` and the default
+            ``runs/<name>/ray``: a path every node sees, or a URI (``s3://bucket/prefix``, ``gs://...``).
         study: search into this study of the run's storage instead of the run's own, leaving
-            ``run.json`` (what resume and export read) as it is; its weights go to
-            ``weights/<study>/`` of the same run folder. ``python -m search.fidelity`` trains its
-            schedules this way, so a later search at the same fidelity imports them.
+            ``run.json`` (what resume and export read) as it is; its trials' checkpoints go to a Tune
+            experiment named after it in the same Tune storage. ``python -m search.fidelity`` trains
+            its schedules this way, so a later search at the same fidelity imports them.
 
     Returns:
         The :class:`SearchResult`.
+
+    Raises:
+        SpaceError: a changed space, another driver holding the study, an SQLite study on a network
+            file system, a trial storage that cannot be written (one line each).
 
     Example:
         >>> from search import load_space, run_search
@@ -149,38 +164,70 @@ def run_search(
     out = print_fn or console().print
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = space.with_data()  # no-op when loaded with its data (check_data=True)
-    plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, study=study)
+    plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, study=study, storage_path=storage_path)
     make_sampler(space, space.spec.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
-    paths.root.mkdir(parents=True, exist_ok=True)
-    lock = _lock_run(paths)
+    trial_storage = paths.trial_storage()
+    trial_storage.check_writable()
+    db = _sqlite_path(paths.storage_url)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    from ..engine._lock import StudyLock  # noqa: PLC0415
+
+    lock = StudyLock.acquire(paths.storage_url, paths.study_name)  # before anything is written
+    beat = _Heartbeat(lock, out)
+    beat.start()
     try:
-        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn, write_run_file=study is None)
+        if lock.took_over:
+            out(f"run {space.name!r}: took study {paths.study_name!r} over from a driver that is gone ({lock.took_over})")
+        paths.root.mkdir(parents=True, exist_ok=True)
+        return _run_locked(space, plan, address, estimate, export, out, start, trial_fn, beat, write_run_file=study is None)
     finally:
-        lock.close()  # releases the lock (the OS releases it too when the process dies)
+        beat.stop()
+        lock.release()
 
 
-def _lock_run(paths: RunPaths) -> Any:
-    """Hold ``runs/<name>/.lock`` for this driver's lifetime; refuse a second driver on the same run."""
-    import fcntl  # noqa: PLC0415
+class _Heartbeat(threading.Thread):
+    """Every ``HEARTBEAT_SECONDS``: the driver lock's heartbeat, then Optuna's heartbeats of the trials
+    the searcher runs. A lock taken over by another driver stops the search from asking more."""
 
-    f = open(paths.root / ".lock", "a+")  # noqa: SIM115 (held open on purpose)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "?"
-        f.close()
-        raise SpaceError("", f"run {paths.root.name!r} is being searched by another process (pid {holder}); wait for it or stop it") from None
-    f.truncate(0)
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
+    def __init__(self, lock: Any, out: Callable[[Any], None]) -> None:
+        super().__init__(name="deeproots-heartbeat", daemon=True)
+        self._lock = lock
+        self._out = out
+        self._stopped = threading.Event()
+        #: Set once the engine exists.
+        self.searcher: Any = None
+
+    def run(self) -> None:  # noqa: D102
+        from ..engine._lock import HEARTBEAT_SECONDS  # noqa: PLC0415
+
+        while not self._stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                if not self._lock.beat():
+                    holder = self._lock.holder()
+                    who = f"pid {holder.pid} on host {holder.host}" if holder else "nobody (released)"
+                    msg = f"another driver took study {self._lock.study_name!r} over (held now by {who}); asking no more trials"
+                    self._out(f"warning: {msg}")
+                    if self.searcher is not None:
+                        self.searcher.lose(msg)
+                    return
+                if self.searcher is not None:
+                    self.searcher.heartbeat()
+            except Exception as e:  # noqa: BLE001 (a database hiccup: the next beat tries again)
+                logging.getLogger(__name__).warning("heartbeat failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    def stop(self) -> None:
+        """End the thread (waits for a beat in progress)."""
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout=30)
 
 
 def _run_locked(
     space: ResolvedSpace, plan: RunPlan, address: str | None, estimate: bool, export: bool,
-    out: Callable[[Any], None], start: float, trial_fn: Callable[..., None] | None = None, write_run_file: bool = True,
+    out: Callable[[Any], None], start: float, trial_fn: Callable[..., None] | None, beat: _Heartbeat,
+    write_run_file: bool = True,
 ) -> SearchResult:  # fmt: skip
     import deeproots  # noqa: PLC0415
 
@@ -190,8 +237,8 @@ def _run_locked(
     paths = plan.paths
     prov = deeproots.provenance()
     provenance = {"deeproots_version": prov["deeproots"], "git_revision": prov["git_revision"], "torch": prov["torch"]}
-    storage_obj = open_storage(paths.storage_url)
-    info = prepare_study(plan, space, storage_obj, provenance)
+    storage_obj = open_storage(paths.storage_url, heartbeat=True)
+    info = prepare_study(plan, space, storage_obj, provenance, say=lambda m: out(f"  {m}"))
     if write_run_file:
         _write_run_file(paths)
     budget = space.spec.search.trials
@@ -205,13 +252,16 @@ def _run_locked(
         out(f"run {space.name!r}: resuming study {paths.study_name!r} in {paths.storage_url}")
         if info["recovered"]:
             out(f"  {info['recovered']} trial(s) left RUNNING by a stopped driver marked FAIL; "
-                f"{len(info['retry'])} schedule(s) queued again" + (f" ({len(info['checkpoints'])} from a checkpoint)" if info["checkpoints"] else ""))  # fmt: skip
+                f"{info['retry']} schedule(s) queued again, each resuming from the checkpoint it reached")  # fmt: skip
+    trial_storage = paths.trial_storage()
+    out(f"trials keep their checkpoints in {trial_storage.describe()}")
 
     latency_fn = _latency_measurer(space, paths) if space.measures_latency else None
     engine = make_engine(space, storage_obj, paths.study_name, budget=budget, run_dir=str(paths.root.resolve()),
-                         provenance=provenance, latency_fn=latency_fn)  # fmt: skip
+                         provenance=provenance, latency_fn=latency_fn,
+                         driver=f"pid {os.getpid()} on {socket.gethostname()}")  # fmt: skip
     study, searcher, stopper = engine.study, engine.searcher, engine.scheduler
-    searcher.resume_from_checkpoint(set(info["checkpoints"]))
+    beat.searcher = searcher
     size = pspace.size
     stopping = (f"; early stopping {stopper.name} at epochs {', '.join(map(str, stopper.rungs))} "
                 f"(keeps 1/{stopper.reduction_factor:g} per rung)" if stopper else "")  # fmt: skip
@@ -223,7 +273,7 @@ def _run_locked(
     if not searcher.spent and not searcher.exhausted:
         started_ray = _ray_init(address)
         try:
-            result.interrupted = _tune(space, paths, searcher, stopper, study, out, estimate, trial_fn)
+            result.interrupted = _tune(space, paths, trial_storage, searcher, stopper, study, out, estimate, trial_fn)
         finally:
             if started_ray:
                 import ray  # noqa: PLC0415
@@ -306,14 +356,14 @@ def _latency_measurer(space: ResolvedSpace, paths: RunPaths) -> Callable[[Any], 
 
 
 def _tune(
-    space: ResolvedSpace, paths: RunPaths, searcher: Any, stopper: Any, study: Any,
+    space: ResolvedSpace, paths: RunPaths, trial_storage: Any, searcher: Any, stopper: Any, study: Any,
     out: Callable[[Any], None], estimate: bool, trial_fn: Callable[..., None] | None = None,
 ) -> bool:  # fmt: skip
     """Run the Tune experiment; True when it was interrupted."""
     import ray  # noqa: PLC0415
     from ray import tune  # noqa: PLC0415
 
-    from ..engine._searcher import FailureRecorder  # noqa: PLC0415
+    from ..engine._searcher import TrialRecorder  # noqa: PLC0415
     from ._progress import Progress  # noqa: PLC0415
     from ._trial import TrialContext, train_trial  # noqa: PLC0415
 
@@ -325,10 +375,7 @@ def _tune(
         out(f"estimated time for {remaining} schedule(s): ~{duration(est['seconds'])} if nothing else loads the machine "
             f"({at_once} trial(s) at once; timed batch: {est['images_per_second']:.0f} training images/s for "
             f"{est['schedule']} on {est['device']} with {est['threads']} thread(s), ~{duration(est['epoch_seconds'])} per epoch)")  # fmt: skip
-    ctx = TrialContext(
-        space=space, weights_dir=str(paths.weights_dir.resolve()),
-        checkpoint_dir=str(paths.checkpoint_dir.resolve()), study_name=paths.study_name,
-    )  # fmt: skip
+    ctx = TrialContext(space=space, study_name=paths.study_name)
     r = space.spec.resources
     trainable = tune.with_resources(tune.with_parameters(trial_fn or train_trial, ctx=ctx),
                                     {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})  # fmt: skip
@@ -340,9 +387,13 @@ def _tune(
             trial_dirname_creator=lambda t: f"trial_{t.trial_id}", reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"{paths.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(paths.ray_dir.resolve()),
-            verbose=0, callbacks=[FailureRecorder(searcher), progress],
-            failure_config=tune.FailureConfig(max_failures=0), log_to_file=True,
+            name=f"{paths.study_name}-{time.strftime('%Y%m%d-%H%M%S')}", **trial_storage.run_config(),
+            verbose=0, callbacks=[TrialRecorder(searcher, trial_storage.uri_of), progress],
+            # a trial whose worker or node died restarts from its last checkpoint; deterministic
+            # errors never raise (the trial reports status "failed"), so they are not restarted
+            failure_config=tune.FailureConfig(max_failures=r.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the study records the latest one
+            log_to_file=True,
         ),
     )  # fmt: skip
     searcher.on_event = lambda msg: out(f"  {msg}")
@@ -392,7 +443,8 @@ def _write_run_file(paths: RunPaths) -> None:
     """``runs/<name>/run.json``: where the run's study lives (storage URL, study name) -- what export reads."""
     import json  # noqa: PLC0415
 
-    doc = {"storage": paths.storage_url, "study_name": paths.study_name, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    doc = {"storage": paths.storage_url, "study_name": paths.study_name, "storage_path": paths.storage_path,
+           "updated": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     tmp = paths.run_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, paths.run_file)

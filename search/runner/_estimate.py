@@ -188,7 +188,10 @@ def dry_run(space: ResolvedSpace, plan: RunPlan, *, estimate: bool = True, print
     out(f"per trial: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU" + (f", at most {r.max_concurrent} at once" if r.max_concurrent else ""))
     verb = {"new": "would start", "resume": "would resume", "fresh": "would start a new study in",
             "restart": "would start anew (the study holds no finished trial)", "differs": "exists with another space:"}[plan.mode]  # fmt: skip
-    out(f"run: {verb} {plan.paths.root}/ (study {plan.paths.study_name!r} in {plan.paths.storage_url})")
+    out(f"run: {verb} {plan.paths.root}/ (study {plan.paths.study_name!r} in {plan.paths.storage_url}); "
+        f"trials keep their checkpoints in {plan.paths.trial_storage().describe()}")  # fmt: skip
+    if plan.problem:
+        out(f"warning: storage: {plan.problem}; a run would refuse it")
     if plan.diff:
         out(f"  the space differs from the study's: {plan.diff}"
             + ("; a run would refuse it (--fresh for a new study, --name for a new run)" if plan.mode == "differs" else ""))  # fmt: skip

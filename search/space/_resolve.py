@@ -136,14 +136,14 @@ class ResolvedSpace:
         return {k: v for k, v in self.train.to_dict().items() if k not in EXECUTION_FIELDS}
 
     def identity(self) -> dict[str, Any]:
-        """The part of the space a study is bound to: all but budget, resources, storage, description, confirm.
+        """The part of the space a study is bound to: all but budget, resources, storages, description, confirm.
 
         Rerunning a run with a space that differs here is refused (``--fresh`` starts a new study);
         ``search.trials`` may grow or shrink, and resources and the ``confirm`` block (what is
         reported and retrained after the search) may change, between runs.
         """
         d = self.spec.model_dump(mode="json")
-        for key in ("resources", "storage", "description", "profiles", "confirm"):
+        for key in ("resources", "storage", "storage_path", "description", "profiles", "confirm"):
             d.pop(key, None)
         d["search"].pop("trials")
         d["trainer"] = self._train_fidelity()  # resolved: a changed TrainConfig default is a changed space
@@ -313,6 +313,14 @@ def _check_storage(url: str | None) -> None:
         raise SpaceError("storage", f"not an SQLAlchemy URL: {url!r} (e.g. sqlite:///path/study.db, postgresql://user@host/db)") from None
 
 
+def _check_storage_path(location: str | None) -> None:
+    if location is None:
+        return
+    from ..engine._trial_storage import TrialStorage  # noqa: PLC0415
+
+    TrialStorage.parse(location, ".")
+
+
 def resolve(spec: SearchSpace, *, check_data: bool = True, profile: str | None = None) -> ResolvedSpace:
     """Check ``spec`` against the domain and resolve it into a :class:`ResolvedSpace`.
 
@@ -333,6 +341,7 @@ def resolve(spec: SearchSpace, *, check_data: bool = True, profile: str | None =
     facts = _data_facts(spec.data, load=False)  # the copy at hand, else the published facts: no download yet
     params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
     _check_storage(spec.storage)
+    _check_storage_path(spec.storage_path)
     costs = CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
     space = ResolvedSpace(spec, params, train, params.input_size, params.num_classes, facts, costs, profile)
     _check_feasible(space)

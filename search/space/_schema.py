@@ -139,6 +139,7 @@ class ResourcesConfig(_Strict):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)  # fractional shares a GPU (0.25: four trials per GPU)
     max_concurrent: int | None = Field(None, ge=1)  # None: as many as the resources allow
+    max_failures: int = Field(2, ge=0)  # Tune restarts of a trial whose worker or node died, from its last checkpoint
 
 
 class SearchSpace(_Strict):
@@ -166,6 +167,7 @@ class SearchSpace(_Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     confirm: ConfirmConfig = Field(default_factory=ConfirmConfig)  # noise: the tie test (not identity)
     storage: str | None = None  # SQLAlchemy URL; None: sqlite:///runs/<name>/study.db
+    storage_path: str | None = None  # Ray Tune's storage (checkpoints): a path every node sees, s3://, gs://; None: runs/<name>/ray
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> {"key.path": value}: hardware profiles
 
     @field_validator("objectives")

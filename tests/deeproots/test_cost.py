@@ -77,7 +77,7 @@ def test_compare_latency_protocol_and_cache(tmp_path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deeproots.cost", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "deeproots.cost", *args], capture_output=True, text=True, timeout=900)
 
 
 def test_cli_json_reports_ratios() -> None:

@@ -59,3 +59,28 @@ def test_a_file_exported_without_aux_weights_loads_and_refuses_aux(trained, tmp_
         assert torch.equal(deeproots.load_exported(path)(x), y)
     with pytest.raises(ValueError, match=r"holds no weights for the auxiliary classifier\(s\) aux1, aux2 .*aux=False"):
         deeproots.load_exported(path, aux=True)
+
+
+def test_an_export_in_an_object_store_loads_by_uri(trained, tmp_path: Path, s3) -> None:
+    """An export copied to S3 (moto's server on 127.0.0.1) loads by URI through pyarrow.fs: same outputs,
+    the checksum checked, a missing file named."""
+    model, x, y = trained
+    path = _export(tmp_path, model, model.state_dict(), {"aux_logits": True})
+    bucket = s3.bucket("exports")
+    client = s3.client()
+    for f in (path, path.with_name("model.safetensors")):
+        client.upload_file(str(f), bucket, f"nin/export/{f.name}")
+    uri = s3.uri(bucket, "nin/export/model.yaml")
+    loaded = deeproots.load_exported(uri)
+    assert loaded.exported.source == uri and loaded.exported.path is None
+    with torch.no_grad():
+        assert torch.equal(loaded(x), y)
+    assert deeproots.load_exported(s3.uri(bucket, "nin/export/model.safetensors")).schedule.id == model.schedule.id
+    with pytest.raises(FileNotFoundError, match="no exported model at s3://exports/nin/export/other.yaml"):
+        deeproots.load_exported(s3.uri(bucket, "nin/export/other.yaml"))
+    client.put_object(Bucket=bucket, Key="nin/export/model.safetensors", Body=b"changed")
+    with pytest.raises(ValueError, match="SHA-256 differs from the one model.yaml records"):
+        deeproots.load_exported(uri)
+    client.delete_object(Bucket=bucket, Key="nin/export/model.safetensors")
+    with pytest.raises(FileNotFoundError, match="weights file s3://exports/nin/export/model.safetensors.* is missing"):
+        deeproots.load_exported(uri)

@@ -4,9 +4,10 @@
 ``open_storage`` (SQLite in WAL mode), ``prepare_study`` (metric names, the space, seeds enqueued),
 ``run.json`` -- and fills it through the search's driver-side writer, :class:`ScheduleSearch`:
 proposals from the sampler, each schedule trained for one epoch on a few synthetic 16x16 images
-in this process (no Ray workers), its final weights saved as the trial saves them, and the result
-told to the searcher as Ray Tune would. Duplicates, user attributes and weights paths are therefore
-the real ones.
+in this process (no Ray workers), its final checkpoint written as the trial writes it
+(``write_final_checkpoint``) where Tune would persist it (``runs/exp/ray/<experiment>/trial_<id>/``),
+and the result and checkpoint told to the searcher as Ray Tune would. Duplicates, user attributes and
+checkpoint paths are therefore the real ones.
 
 ``python -m tests.search.export_support URL STUDY STOP_FILE`` is a second writer process: it keeps
 adding finished trials to the study through ``open_storage`` until ``STOP_FILE`` exists, printing
@@ -55,7 +56,7 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
     from search.engine._build import make_engine
     from search.engine._study import open_storage, plan_run, prepare_study
     from search.runner._driver import _write_run_file
-    from search.runner._trial import _init_seed, _save_weights
+    from search.runner._trial import _init_seed, write_final_checkpoint
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     doc = json.loads(json.dumps(space or SPACE))
@@ -84,21 +85,24 @@ def make_run(runs_dir: Path, name: str = "exp", trials: int = 5, space: dict[str
         torch.manual_seed(_init_seed(schedule.id, cfg.seed))
         model = deeproots.build_model("nin", schedule, num_classes=pspace.num_classes)
         cost = deeproots.count_cost(model, pspace.input_size)
-        weights = paths.weights_path(schedule.id).resolve()
+        final = (paths.ray_dir / "exp-support" / f"trial_{tid}" / "checkpoint_000000").resolve()
         assert (cost.flops, cost.params) == (config["__costs"]["flops"], config["__costs"]["params"])
         base = {"schedule_id": schedule.id, **config["__costs"], "host": "test", "device": "cpu"}
         reports: list[dict[str, Any]] = []
 
-        def on_epoch(r: Any, base: dict = base, model: Any = model, weights: Path = weights,  # noqa: B008
-                     schedule: Any = schedule) -> None:  # fmt: skip
-            extra = {}
-            if r.epoch == cfg.epochs:
-                _save_weights(model, weights, {"schedule_id": schedule.id, "arch": "nin"})
-                extra = {"status": "done", "weights": str(weights)}
-            reports.append({**base, "status": "training", **extra, "epoch": r.epoch, "epochs": cfg.epochs,
+        def on_epoch(r: Any, base: dict = base, model: Any = model, final: Path = final,  # noqa: B008
+                     schedule: Any = schedule, tid: str = tid) -> None:  # fmt: skip
+            status = "done" if r.epoch == cfg.epochs else "training"
+            reports.append({**base, "status": status, "epoch": r.epoch, "epochs": cfg.epochs,
                             "val_accuracy": float(r.val_accuracy), "images_per_second": float(r.images_per_second),
                             "epoch_seconds": float(r.seconds), "train_seconds_total": float(r.seconds)})  # fmt: skip
+            if status == "done":
+                write_final_checkpoint(final, model, {"schedule_id": schedule.id, "epochs": cfg.epochs, "status": "done",
+                                                      "history": [float(r.val_accuracy)]},
+                                       {"schedule_id": schedule.id, "arch": "nin"})  # fmt: skip
             searcher.on_trial_result(tid, reports[-1])
+            if status == "done":
+                searcher.record_checkpoint(tid, str(final))  # Tune's on_checkpoint comes after the result
 
         fit(model, data, cfg, on_epoch=on_epoch)
         searcher.on_trial_complete(tid, reports[-1])

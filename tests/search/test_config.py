@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -251,20 +252,27 @@ def test_the_old_asha_key_names_its_replacement() -> None:
     assert "got" not in str(e.value)  # no dump of the input
 
 
-def test_a_second_driver_on_the_same_run_is_refused(tmp_path: Path) -> None:
+def test_a_second_driver_on_the_same_study_is_refused(tmp_path: Path) -> None:
+    import socket
+
     from search import run_search
-    from search.runner._driver import _lock_run
+    from search.engine._lock import StudyLock
     from search.engine._study import plan_run
 
     space = load_space(tiny())
     plan = plan_run(space, runs_dir=tmp_path)
     plan.paths.root.mkdir(parents=True)
-    held = _lock_run(plan.paths)  # another driver holds the run
+    held = StudyLock.acquire(plan.paths.storage_url, "tiny")  # another driver holds the study
     try:
-        with pytest.raises(SpaceError, match="another process"):
+        with pytest.raises(SpaceError) as e:
             run_search(space, runs_dir=tmp_path, estimate=False, export=False, print_fn=lambda _: None)
+        message = str(e.value)
+        assert message.startswith(f"study 'tiny' in {plan.paths.storage_url} is being searched by another driver: "
+                                  f"pid {os.getpid()} on host {socket.gethostname()} (since ")  # fmt: skip
+        assert "\n" not in message
     finally:
-        held.close()
+        held.release()
+    assert sorted(p.name for p in plan.paths.root.iterdir()) == ["study.db"]  # nothing else written
 
 
 def test_the_profile_is_chosen_by_the_hardware_and_said_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

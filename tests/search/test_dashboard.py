@@ -48,7 +48,7 @@ def dashboard(storage_url: str) -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 300  # a guard against a hang; busy CI machines start it slowly
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"optuna-dashboard exited ({proc.returncode}): {proc.stderr.read()[-2000:]}")
@@ -57,7 +57,7 @@ def dashboard(storage_url: str) -> Iterator[str]:
                 break
             except OSError:
                 if time.time() > deadline:
-                    pytest.fail("optuna-dashboard did not answer within 60 s")
+                    pytest.fail("optuna-dashboard did not answer within 300 s")
                 time.sleep(0.3)
         yield base
     finally:
@@ -85,7 +85,7 @@ def test_dashboard_lists_the_study_metric_names_attributes_and_export_figures(ru
         detail = _study_detail(base, "exp")
         assert detail["objective_names"] == OBJECTIVES
         attrs = {a["key"] for a in detail["union_user_attrs"]}
-        assert {"schedule_id", "schedule", "flops", "params", "outcome", "val_accuracy_per_epoch", "weights"} <= attrs
+        assert {"schedule_id", "schedule", "flops", "params", "outcome", "val_accuracy_per_epoch", "checkpoint"} <= attrs
         assert sum(t["state"] == "Complete" for t in detail["trials"]) == 5  # (+ duplicate proposals, FAIL)
         best = {_attr(t, "schedule_id") for t in detail["best_trials"]}
         assert best == {r["schedule_id"] for r in result.rows}

@@ -124,7 +124,8 @@ def test_load_exported_round_trip_params_flops_and_weights(exported: tuple[Path,
         cost = deeproots.count_cost(model, tuple(rec["input_size"]))
         assert (cost.params, cost.flops) == (rec["objectives"]["params"], rec["objectives"]["flops"])
         assert model.schedule.id == row["schedule_id"] and not model.training
-        trial_weights = load_file(str(run / _study(run).trials[rec["search"]["trial"]].user_attrs["weights"]))
+        checkpoint = run / _study(run).trials[rec["search"]["trial"]].user_attrs["checkpoint"]  # relative to the run
+        trial_weights = load_file(str(checkpoint / "weights.safetensors"))
         state = model.state_dict()
         assert state.keys() == trial_weights.keys()
         assert all(torch.equal(state[k], trial_weights[k]) for k in state)
@@ -185,7 +186,7 @@ def test_deeproots_loads_exports_without_ray_or_optuna() -> None:
 
 def _cli(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "search.export", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)  # fmt: skip
+                          cwd=cwd, timeout=900)  # fmt: skip
 
 
 def test_cli_exports_a_run_folder(run: Path) -> None:

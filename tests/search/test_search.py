@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from search import Outcome, load_space, run_search
+from search import Outcome, TrialView, load_space, run_search
 from tests.search.conftest import PYTHON, ROOT, tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -55,7 +56,8 @@ def test_search_writes_complete_trials_with_all_objectives(ray_session: Any, tmp
         assert a["flops"] == flops and a["params"] == params and a["val_accuracy_per_epoch"][-1] == acc
         assert a["device"] == "cpu" and a["images_per_second"] > 0 and a["deeproots_version"]
         assert set(a["schedule"]) >= {"conv2a", "conv3a"} and a["schedule_id"].startswith("nin:")
-        weights = result.paths.root / a["weights"]
+        assert a["checkpoint"].startswith("ray/tiny-") and a["driver"] == f"pid {os.getpid()} on {socket.gethostname()}"
+        weights = result.paths.root / a["checkpoint"] / "weights.safetensors"  # Tune's storage: runs/tiny/ray
         assert weights.is_file()  # export needs no retraining
     from safetensors.torch import load_file
 
@@ -63,7 +65,7 @@ def test_search_writes_complete_trials_with_all_objectives(ray_session: Any, tmp
 
     t0 = complete[0]
     model = deeproots.build_model("nin", t0.user_attrs["schedule"])
-    model.load_state_dict(load_file(result.paths.root / t0.user_attrs["weights"]))
+    model.load_state_dict(load_file(result.paths.root / t0.user_attrs["checkpoint"] / "weights.safetensors"))
     assert result.pareto and all(r["schedule_id"] for r in result.pareto)
     assert any("optuna-dashboard sqlite:///" in line for line in lines)
     assert json.loads((result.paths.root / "run.json").read_text())["study_name"] == "tiny"
@@ -143,7 +145,7 @@ def test_constraint_keeps_a_schedule_off_the_front(ray_session: Any, tmp_path: P
     orig = study.trials[0]
     assert orig.user_attrs["seed"] == "orig" and orig.state == TrialState.PRUNED
     assert orig.user_attrs["outcome"] == Outcome.INFEASIBLE and "flops" in orig.user_attrs["prune_reason"]
-    assert "weights" not in orig.user_attrs and "val_accuracy_per_epoch" not in orig.user_attrs  # not trained
+    assert "checkpoint" not in orig.user_attrs and "val_accuracy_per_epoch" not in orig.user_attrs  # not trained
     assert orig.number not in {t.number for t in study.best_trials}
     assert result.evaluated == 2  # the breach did not count
     assert all(t.constraints["max_flops"] <= 0 for t in study.best_trials)
@@ -179,6 +181,19 @@ def _reap(proc: subprocess.Popen) -> None:
         pass
 
 
+def _running_with_checkpoint(db: Path) -> list[int]:
+    """Numbers of RUNNING trials that have recorded a checkpoint."""
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            rows = con.execute(
+                "select t.number from trials t join trial_user_attributes a on a.trial_id = t.trial_id "
+                "where t.state = 'RUNNING' and a.key = 'checkpoint'"
+            ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [r[0] for r in rows]
+
+
 def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
     space = _write_space(tmp_path, data={"options": {"num_train": 320}}, trainer={"epochs": 3},
                          search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
@@ -186,34 +201,42 @@ def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
     db = tmp_path / "runs/tiny/study.db"
     proc = _start(cmd, tmp_path, tmp_path / "first.log")
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
+        deadline = time.time() + 900  # a guard against a hang, not a timing assumption: CI machines are busy
+        while time.time() < deadline:  # a finished trial, and a running one with a checkpoint recorded
             time.sleep(0.5)
-            if db.exists():
-                s = _states(db)
-                if s.get("COMPLETE", 0) >= 1 and s.get("RUNNING", 0) >= 1:
-                    break
+            if db.exists() and _states(db).get("COMPLETE", 0) >= 1 and _running_with_checkpoint(db):
+                break
             assert proc.poll() is None, (tmp_path / "first.log").read_text()
         else:
-            pytest.fail("the first run never had a finished and a running trial")
+            pytest.fail("the first run never had a finished trial and a running one with a checkpoint")
         before = _states(db)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         _reap(proc)
-    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    killed = _running_with_checkpoint(db)
+    first = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    finished_before = {t.number: t.user_attrs["schedule_id"] for t in first.get_trials(states=(TrialState.COMPLETE,))}
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "marked FAIL" in second.stdout
+    assert "marked FAIL" in second.stdout and "resuming from the checkpoint it reached" in second.stdout
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     done = evaluated(study)
     ids = [t.user_attrs["schedule_id"] for t in done]
     assert len(ids) == 3 and len(set(ids)) == 3, ids  # the budget, none trained twice
-    interrupted = [t for t in study.trials if t.user_attrs.get("outcome") == Outcome.INTERRUPTED]
-    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
-    retried = {t.user_attrs["schedule_id"] for t in interrupted if "schedule_id" in t.user_attrs}
-    assert retried <= set(ids)  # their schedules were evaluated on the rerun
-    assert not study.get_trials(states=(TrialState.RUNNING,))
-    print(f"\nbefore kill: {before}; after rerun: {_states(db)}")
+    for number, sid in finished_before.items():  # a finished trial is kept, never trained again
+        assert study.trials[number].state == TrialState.COMPLETE
+        assert [t.number for t in done if t.user_attrs["schedule_id"] == sid] == [number]
+    for number in killed:  # failed by its missed heartbeats, retried from the checkpoint it had reached
+        k = study.trials[number]
+        assert k.state == TrialState.FAIL and TrialView(k).outcome == Outcome.INTERRUPTED
+        (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+        assert retry.state == TrialState.COMPLETE and retry.params == k.params
+        assert retry.user_attrs["resumed_from_epoch"] >= 1 and len(retry.user_attrs["val_accuracy_per_epoch"]) == 3
+        print(f"\ntrial #{number} ({k.user_attrs['schedule_id']}) killed with its driver; retried as #{retry.number} "
+              f"from its epoch-{retry.user_attrs['resumed_from_epoch']} checkpoint {k.user_attrs['checkpoint']}")
+    assert killed and not study.get_trials(states=(TrialState.RUNNING,))
+    print(f"before kill: {before}; after rerun: {_states(db)}")
 
 
 @pytest.mark.slow
@@ -224,7 +247,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     db = tmp_path / "runs/tiny/study.db"
     proc = _start(cmd, tmp_path, tmp_path / "first.log")
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 900  # a guard against a hang, not a timing assumption: CI machines are busy
         while time.time() < deadline and not (db.exists() and _states(db).get("COMPLETE", 0) >= 1):
             time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
@@ -235,7 +258,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     assert code == 130, log
     assert "rerun the same command to resume" in log and "Traceback" not in log
     assert _states(db).get("RUNNING", 0) == 0  # every open trial was closed
-    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert second.returncode == 0, second.stdout + second.stderr
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     ids = [t.user_attrs["schedule_id"] for t in evaluated(study)]

@@ -22,15 +22,15 @@ from tests.search.conftest import tiny
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make(tmp_path: Path, fresh: bool = False, **over: Any) -> Engine:
+def make(tmp_path: Path, fresh: bool = False, driver: str | None = None, stale_wait: float | None = None, **over: Any) -> Engine:
+    """The engine as the driver builds it; with ``driver``, trials get Optuna heartbeats (as a driver's do)."""
     space = load_space(tiny(**over))
     url = f"sqlite:///{tmp_path}/study.db"
     plan = plan_run(space, runs_dir=tmp_path, storage=url, fresh=fresh)
-    storage = open_storage(url)
-    info = prepare_study(plan, space, storage, {"git_revision": "test"})
-    engine = make_engine(space, storage, plan.paths.study_name, run_dir=str(tmp_path), provenance={"git_revision": "test"})
-    engine.searcher.resume_from_checkpoint(info["checkpoints"])
-    return engine
+    storage = open_storage(url, heartbeat=driver is not None)
+    prepare_study(plan, space, storage, {"git_revision": "test"}, stale_wait=stale_wait)
+    return make_engine(space, storage, plan.paths.study_name, run_dir=str(tmp_path), provenance={"git_revision": "test"},
+                       driver=driver)  # fmt: skip
 
 
 def result(status: str = "done", acc: float = 0.5, epoch: int = 1, **kw: Any) -> dict:
@@ -250,7 +250,8 @@ def test_small_space_is_exhausted_then_finished(tmp_path: Path) -> None:
     assert s.exhausted and s.suggest("c") == Searcher.FINISHED and s.counted == 2
 
 
-def test_resume_marks_running_trials_failed_and_queues_them_again(tmp_path: Path) -> None:
+def test_resume_fails_running_trials_without_heartbeats_and_queues_them_again(tmp_path: Path) -> None:
+    # Trials of a driver without heartbeats (an older deeproots): Optuna cannot tell them stale.
     e = make(tmp_path, search={"trials": 3})
     e.searcher.suggest("a")
     b = e.searcher.suggest("b")
@@ -265,12 +266,105 @@ def test_resume_marks_running_trials_failed_and_queues_them_again(tmp_path: Path
     assert retry.user_attrs["retry_of"] == 1 and retry.state == TrialState.RUNNING
 
 
-def test_abandon_closes_open_trials(tmp_path: Path) -> None:
+def test_abandon_closes_open_trials_and_queues_them_with_their_checkpoint(tmp_path: Path) -> None:
     e = make(tmp_path, search={"trials": 3})
-    e.searcher.suggest("a")
+    a = e.searcher.suggest("a")
+    e.searcher.on_trial_result("a", result("training", 0.3))
+    e.searcher.record_checkpoint("a", str(tmp_path / "tiny/ray/exp/trial_a/checkpoint_000000"))
     assert e.searcher.abandon("Ctrl-C") == 1
     t = e.study.trials[0]
     assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "Ctrl-C"
+    assert t.user_attrs["checkpoint"] == "tiny/ray/exp/trial_a/checkpoint_000000"  # relative to the run folder
+    queued = e.study.trials[1]
+    assert queued.state == TrialState.WAITING
+    assert queued.user_attrs["retry_of"] == 0 and queued.user_attrs["checkpoint"] == t.user_attrs["checkpoint"]
+    again = make(tmp_path, search={"trials": 3}).searcher.suggest("b")  # the rerun
+    assert params_of(again) == params_of(a)
+    assert again["__resume_from"] is None  # that folder does not exist: nothing to resume from
+    folder = tmp_path / "tiny/ray/exp/trial_a/checkpoint_000000"
+    folder.mkdir(parents=True)
+    e3 = make(tmp_path, search={"trials": 3})
+    e3.study.enqueue_trial(params_of(a), user_attrs={"checkpoint": "tiny/ray/exp/trial_a/checkpoint_000000"})
+    assert e3.searcher.suggest("c")["__resume_from"] == str(folder)
+
+
+def _fast_heartbeats(monkeypatch: pytest.MonkeyPatch, stale: int) -> None:
+    from search.engine import _lock, _study
+
+    monkeypatch.setattr(_lock, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(_study, "TRIAL_STALE_SECONDS", stale)
+
+
+def test_a_stopped_drivers_trials_are_found_by_heartbeat_and_resume_from_their_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fast_heartbeats(monkeypatch, stale=1)
+    e = make(tmp_path, driver="pid 1 on old", search={"trials": 3}, trainer={"epochs": 2})
+    e.searcher.suggest("a")
+    b = e.searcher.suggest("b")
+    e.searcher.on_trial_result("a", result("training", 0.3))
+    e.searcher.on_trial_complete("a", result(acc=0.5, epoch=2))
+    e.searcher.on_trial_result("b", result("training", 0.4))
+    ckpt = tmp_path / "tiny/ray/exp/trial_b/checkpoint_000000"
+    ckpt.mkdir(parents=True)
+    e.searcher.record_checkpoint("b", str(ckpt))
+    assert e.study.trials[1].user_attrs["driver"] == "pid 1 on old"
+    del e  # the driver dies: trial b stays RUNNING, its heartbeat stops
+    lines: list[str] = []
+    space = load_space(tiny(search={"trials": 3}, trainer={"epochs": 2}))
+    url = f"sqlite:///{tmp_path}/study.db"
+    storage = open_storage(url, heartbeat=True)
+    info = prepare_study(plan_run(space, runs_dir=tmp_path, storage=url), space, storage, {}, say=lines.append, stale_wait=60)
+    assert info == {"created": False, "recovered": 1, "retry": 1, "imported": 0}
+    study = optuna.load_study(study_name="tiny", storage=url)
+    stale = study.trials[1]
+    assert stale.state == TrialState.FAIL and "outcome" not in stale.user_attrs  # failed by Optuna's heartbeat check
+    from search import TrialView
+
+    assert TrialView(stale).outcome == Outcome.INTERRUPTED and "no heartbeat" in TrialView(stale).reason
+    e2 = make_engine(space, storage, "tiny", run_dir=str(tmp_path), driver="pid 2 on new")
+    c = e2.searcher.suggest("c")
+    assert params_of(c) == params_of(b) and c["__resume_from"] == str(ckpt)  # queued again, with its checkpoint
+    retry = e2.study.trials[-1]
+    assert retry.user_attrs["retry_of"] == 1 and retry.user_attrs["driver"] == "pid 2 on new"
+    assert e2.searcher.counted == 1
+
+
+def test_trials_with_a_fresh_heartbeat_are_never_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fast_heartbeats(monkeypatch, stale=3600)  # nothing goes stale within this test, however slow the machine
+    e = make(tmp_path, driver="pid 1 on live", search={"trials": 3})
+    e.searcher.suggest("a")
+    assert e.searcher.heartbeat() == 1
+    with pytest.raises(SpaceError, match=r"trial\(s\) #0 of study 'tiny' still get heartbeats from pid 1 on live"):
+        make(tmp_path, driver="pid 2 on other", stale_wait=0, search={"trials": 3})
+    assert optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/study.db").trials[0].state == TrialState.RUNNING
+
+
+def test_a_restarted_trial_keeps_the_epochs_of_its_checkpoint_once(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 1}, trainer={"epochs": 3})
+    s, study = e.searcher, e.study
+    s.suggest("a")
+    s.on_trial_result("a", result("training", 0.1, epoch=1))
+    s.on_trial_result("a", result("training", 0.2, epoch=2))
+    s.record_recovery("a")  # the worker died during epoch 3; Tune restarts from the epoch-1 checkpoint
+    s.on_trial_result("a", result("training", 0.25, epoch=2, history_before=[0.1]))
+    s.on_trial_complete("a", result("done", 0.3, epoch=3, history_before=[0.1]))
+    t = study.trials[0]
+    assert t.state == TrialState.COMPLETE and t.user_attrs["val_accuracy_per_epoch"] == [0.1, 0.25, 0.3]
+    assert t.user_attrs["recoveries"] == 1 and t.user_attrs["resumed_from_epoch"] == 1 and s.epochs_spent == 3
+
+
+def test_a_reported_deterministic_failure_fails_at_once_and_is_not_retried(tmp_path: Path) -> None:
+    e = make(tmp_path, search={"trials": 2, "max_retries": 5})
+    s, study = e.searcher, e.study
+    a = s.suggest("a")
+    s.on_trial_complete("a", {"status": "failed", "error": "deeproots.data.DataError: batch 3 is damaged"})
+    t = study.trials[0]
+    assert t.state == TrialState.FAIL and t.user_attrs["outcome"] == Outcome.FAILED
+    assert t.user_attrs["fail_reason"] == "deeproots.data.DataError: batch 3 is damaged"
+    study.enqueue_trial(params_of(a))
+    assert params_of(s.suggest("b")) != params_of(a)
+    assert study.trials[1].user_attrs["outcome"] == Outcome.SKIPPED
 
 
 def test_the_searcher_pickles_without_its_study(tmp_path: Path) -> None:
