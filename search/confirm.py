@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .space._schema import SpaceError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["main"]
 
@@ -87,21 +90,18 @@ def _run(args: argparse.Namespace) -> int:
         from .runner._confirm import confirm_spaces  # noqa: PLC0415
 
         confirm_spaces(space, check_data=False)  # confirm.overrides validated before anything is written
-        from .engine._study import RunPaths  # noqa: PLC0415
-        from .runner._driver import _lock_run, check_resources  # noqa: PLC0415
+        from .runner._driver import check_resources  # noqa: PLC0415
 
         check_resources(space, args.address)
-        lock = _lock_run(RunPaths(Path(args.run), target[0], target[1]))
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from .runner._confirm import run_confirm  # noqa: PLC0415
+    from .runner._confirm import locked_confirm  # noqa: PLC0415
 
     try:
-        try:
-            result = run_confirm(space, args.run, target[0], target[1], address=args.address)
-        finally:
-            lock.close()
+        # the run's driver lock (in its database, with a heartbeat) for the whole confirmation: a
+        # second driver is refused with exit 2, nothing written
+        result = locked_confirm(space, args.run, target[0], target[1], address=args.address, storage_path=target[2])
         if not args.no_export and result.confirmation.schedules and not result.interrupted:
             from .outputs._export import export_run  # noqa: PLC0415
 
@@ -115,8 +115,9 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if result.interrupted else 0
 
 
-def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tuple[str, str]]:  # noqa: UP037
-    """The run's space with its confirm block (last used, else the space's) and ``sets``; (space, (storage, study))."""
+def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tuple[str, str, str | None]]:  # noqa: UP037
+    """The run's space with its confirm block (last used, else the space's) and ``sets``;
+    (space, (storage, study, Tune storage_path from run.json or None))."""
     import optuna  # noqa: PLC0415
 
     from .engine._confirm import find_confirm_study  # noqa: PLC0415
@@ -150,7 +151,18 @@ def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tup
         else:
             apply_override(doc, parts, value)
     space = load_space(doc, check_data=False)
-    return space, (target.storage_url, name)
+    return space, (target.storage_url, name, _storage_path(run))
+
+
+def _storage_path(run: "Path") -> str | None:  # noqa: UP037
+    """The run's Tune storage as its search recorded it in ``run.json`` (None: the default ``<run>/ray``)."""
+    import json  # noqa: PLC0415
+
+    try:
+        doc = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (doc.get("storage_path") or None) if isinstance(doc, dict) else None
 
 
 if __name__ == "__main__":

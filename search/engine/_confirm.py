@@ -7,7 +7,9 @@ band (:func:`search.engine.noise.tied_band`), best validation accuracy first and
 makes. Its results live in a *companion study* ``<study>-confirm`` in the same storage (the search
 study names it, :data:`StudyAttr.CONFIRM_STUDY`), one COMPLETE trial per (schedule, fidelity with
 its seed) -- so the search study keeps one trial per schedule and its samplers never read a
-confirmation result. A result recorded there is never trained again.
+confirmation result. A result recorded there is never trained again. A training runs as a RUNNING
+trial there, each Tune checkpoint it reaches recorded on it (``Attr.CHECKPOINT``, a URI in the run's
+Tune storage); one that did not finish is FAIL, and a rerun resumes from its checkpoint.
 
 The *confirmed front* is the non-dominated set of the confirmed schedules on their mean accuracy
 over the seeds and their costs; Kendall's tau between the search-fidelity accuracies and the
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["Candidate", "ConfirmedSchedule", "Confirmation", "confirm_study_name", "select_candidates",
-           "open_confirm_study", "find_confirm_study", "confirmed_trials", "record_confirmed", "summarize",
+           "open_confirm_study", "find_confirm_study", "confirmed_trials", "start_confirmed", "finish_confirmed",
+           "fail_confirmed", "close_abandoned", "resume_points", "summarize",
            "confirmed_front"]  # fmt: skip
 
 
@@ -153,7 +156,8 @@ def open_confirm_study(storage: Any, search_study: optuna.Study, block: Mapping[
     import optuna  # noqa: PLC0415
 
     name = confirm_study_name(search_study.study_name)
-    study = optuna.create_study(study_name=name, storage=storage, directions=search_study.directions, load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, directions=search_study.directions, load_if_exists=True,
+                                sampler=optuna.samplers.RandomSampler())  # every trial's parameters are enqueued
     if not study.metric_names and search_study.metric_names:
         import warnings  # noqa: PLC0415
 
@@ -177,20 +181,73 @@ def confirmed_trials(study: optuna.Study) -> dict[tuple[str, str], Any]:
     return out
 
 
-def record_confirmed(study: optuna.Study, cand: Candidate, *, seed: int, fidelity_key: str, accuracy: float,
-                     attrs: Mapping[str, Any]) -> None:  # fmt: skip
-    """Add one finished confirmation training to the companion study (a COMPLETE trial)."""
-    import optuna  # noqa: PLC0415
+def start_confirmed(study: optuna.Study, cand: Candidate, *, seed: int, fidelity_key: str) -> optuna.Trial:
+    """A RUNNING trial of the companion study for one (schedule, seed) training, its parameters the
+    search trial's; the driver records its checkpoints on it (``Attr.CHECKPOINT``) and finishes it
+    with :func:`finish_confirmed` (or FAIL, keeping its checkpoint for the rerun that resumes it)."""
+    user_attrs = {
+        Attr.SCHEDULE_ID: cand.schedule_id, Attr.TRAINING_SEED: int(seed), Attr.FIDELITY_KEY: fidelity_key,
+        Attr.SEARCH_TRIAL: cand.number, **({Attr.SEED: cand.name} if cand.name else {}),
+    }  # fmt: skip
+    for _ in range(100):
+        study.enqueue_trial(dict(cand.params), user_attrs=user_attrs)
+        trial = study.ask(fixed_distributions=dict(cand.distributions))
+        got = trial.user_attrs
+        if got.get(Attr.SCHEDULE_ID) == cand.schedule_id and got.get(Attr.FIDELITY_KEY) == fidelity_key:
+            return trial
+        # a trial enqueued by a driver killed before it asked for it: never run, closed here
+        trial.set_user_attr(Attr.FAIL_REASON, "enqueued by a confirmation that stopped before it started")
+        study.tell(trial, state=_fail_state())
+    raise RuntimeError(f"study {study.study_name!r}: could not start a trial for {cand.schedule_id} (waiting trials keep coming)")
 
+
+def _fail_state() -> Any:
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    return TrialState.FAIL
+
+
+def finish_confirmed(study: optuna.Study, trial: optuna.Trial, cand: Candidate, *, accuracy: float,
+                     attrs: Mapping[str, Any]) -> None:  # fmt: skip
+    """Finish one confirmation training: its result attributes, then COMPLETE with the search's costs."""
     names = list(study.metric_names or cand.values)
     values = [accuracy if n == "val_accuracy" else float(cand.values[n]) for n in names]
-    user_attrs = {
-        Attr.SCHEDULE_ID: cand.schedule_id, Attr.OUTCOME: Outcome.CONFIRMED, Attr.TRAINING_SEED: int(seed),
-        Attr.FIDELITY_KEY: fidelity_key, Attr.SEARCH_TRIAL: cand.number, Attr.VAL_ACCURACY: accuracy,
-        **({Attr.SEED: cand.name} if cand.name else {}), **dict(attrs),
-    }  # fmt: skip
-    study.add_trial(optuna.trial.create_trial(params=dict(cand.params), distributions=dict(cand.distributions),
-                                              values=values, user_attrs=user_attrs))  # fmt: skip
+    for k, v in {Attr.OUTCOME: Outcome.CONFIRMED, Attr.VAL_ACCURACY: accuracy, **dict(attrs)}.items():
+        trial.set_user_attr(k, v)
+    study.tell(trial, values)
+
+
+def fail_confirmed(study: optuna.Study, trial: optuna.Trial, outcome: str, reason: str) -> None:
+    """Close a confirmation training that did not finish: FAIL, its checkpoint kept (a rerun resumes from it)."""
+    trial.set_user_attr(Attr.OUTCOME, outcome)
+    trial.set_user_attr(Attr.FAIL_REASON, reason)
+    study.tell(trial, state=_fail_state())
+
+
+def close_abandoned(study: optuna.Study, reason: str) -> int:
+    """FAIL every trial of the companion study left RUNNING by a driver that stopped; how many.
+
+    Only the holder of the run's driver lock calls this, so no other driver runs them.
+    """
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in running:
+        study.tell(t.number, state=TrialState.FAIL)
+    return len(running)
+
+
+def resume_points(study: optuna.Study) -> dict[tuple[str, str], str]:
+    """(schedule id, fidelity key) -> the checkpoint the latest unfinished training of it reached
+    (as recorded: a URI, or a path relative to the run folder)."""
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    out: dict[tuple[str, str], str] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
+        ckpt = t.user_attrs.get(Attr.CHECKPOINT)
+        if ckpt:
+            out[(t.user_attrs.get(Attr.SCHEDULE_ID), t.user_attrs.get(Attr.FIDELITY_KEY))] = str(ckpt)
+    return out
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..engine._confirm import Confirmation, find_confirm_study, summarize
 from ..engine.record import Attr, TrialView
-from ._locate import RunView, find_weights
+from ._locate import RunView, trial_weights
 
 __all__ = ["UNCONFIRMED", "load_confirmation", "confirmed_rows", "apply_confirmed", "confirmation_lines"]
 
@@ -57,7 +57,8 @@ def confirmed_rows(view: RunView, conf: Confirmation) -> tuple[list[dict[str, An
         values = dict(zip(names, src.values)) if src is not None else dict(s.costs)
         values["val_accuracy"] = s.accuracy[first]
         rows.append({"number": src.number if src is not None else t.number, "schedule_id": sid, "seed": s.name,
-                     **values, "weights": TrialView(t).weights, "outcome": "confirmed"})  # fmt: skip
+                     **values, "weights": TrialView(t).weights, "checkpoint": TrialView(t).checkpoint,
+                     "outcome": "confirmed"})  # fmt: skip
         views.append(TrialView(t))
     return rows, views
 
@@ -89,20 +90,26 @@ def apply_confirmed(view: RunView, conf: Confirmation, configs: list[Any], *, te
             tests[seeds[0]] = float(m["test_accuracy"])
             for seed in seeds[1:]:
                 tv = TrialView(s.trials[seed])
-                weights = find_weights(tv, view.bases, conf.study)
-                if weights is None:
-                    say(f"  warning: no weights for {cfg.schedule_id} seed {seed}; its test accuracy is left out")
-                    continue
-                key = SimpleNamespace(weights_sha256=sha256_file(weights), data=cfg.data, metrics={}, onnx=None)
-                hit = cache.get(key) if cache is not None else None  # type: ignore[arg-type]
-                if hit is not None:
-                    tests[seed] = float(hit["metrics"]["test_accuracy"])
-                    continue
-                if data is None:
-                    from ._evaluate import load_test_data  # noqa: PLC0415
+                try:
+                    with trial_weights(tv, view.bases, conf.study) as weights:
+                        if weights is None:
+                            say(f"  warning: no weights for {cfg.schedule_id} seed {seed} (checkpoint {tv.checkpoint!r}); "
+                                "its test accuracy is left out")  # fmt: skip
+                            continue
+                        key = SimpleNamespace(weights_sha256=sha256_file(weights), data=cfg.data, metrics={}, onnx=None)
+                        hit = cache.get(key) if cache is not None else None  # type: ignore[arg-type]
+                        if hit is not None:
+                            tests[seed] = float(hit["metrics"]["test_accuracy"])
+                            continue
+                        if data is None:
+                            from ._evaluate import load_test_data  # noqa: PLC0415
 
-                    data = load_test_data(view.meta.data_config, data_root)
-                key.metrics = evaluate_model(_load(view, cfg.schedule_id, weights), data, device)
+                            data = load_test_data(view.meta.data_config, data_root)
+                        key.metrics = evaluate_model(_load(view, cfg.schedule_id, weights), data, device)
+                except Exception as e:  # noqa: BLE001 (an unreachable object store, a deleted folder: one line, export the rest)
+                    say(f"  warning: cannot test {cfg.schedule_id} seed {seed} (checkpoint {tv.checkpoint}): "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; its test accuracy is left out")  # fmt: skip
+                    continue
                 tests[seed] = float(key.metrics["test_accuracy"])
                 if cache is not None:
                     cache.put(key)  # type: ignore[arg-type]
