@@ -155,7 +155,7 @@ def test_confirm_cli_bad_input_is_one_line_exit_2_nothing_written(
     from tests.search.export_support import clone_run
 
     run = clone_run(template_run, tmp_path / "runs" / "exp")
-    before = sorted(p.relative_to(run) for p in run.rglob("*") if p.name != ".lock")
+    before = _files(run)
     args = {
         "not-a-confirm-key": ([str(run), "--set", "search.trials=3"], "--set search.trials: python -m search.confirm takes confirm.*"),
         "no-run": ([str(tmp_path / "nowhere")], "no such run folder"),
@@ -164,4 +164,92 @@ def test_confirm_cli_bad_input_is_one_line_exit_2_nothing_written(
     assert main(args[0]) == 2
     err = capsys.readouterr().err
     assert args[1] in err and err.count("\n") == 1 and "Traceback" not in err, err
-    assert sorted(p.relative_to(run) for p in run.rglob("*") if p.name != ".lock") == before
+    assert _files(run) == before
+    with sqlite3.connect(run / "study.db") as con:  # no driver lock taken, no companion study made
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+        studies = {r[0] for r in con.execute("select study_name from studies")}
+    assert "deeproots_driver_lock" not in tables and studies == {"exp"}
+
+
+def _files(run: Path) -> list[Path]:
+    """The run folder's files, less SQLite's own -wal/-shm (there while any connection is open)."""
+    return sorted(p.relative_to(run) for p in run.rglob("*") if not p.name.endswith(("-wal", "-shm")))
+
+
+# ------------------------------------------------------------------------------------ storage and lock
+
+
+def _plant_unfinished(run: Path, accuracy: float) -> tuple[Any, str]:
+    """For every schedule of the run's search: a FAIL training in ``<study>-confirm`` (seed 1, no
+    overrides) whose recorded checkpoint -- relative to the run folder, in its Tune storage -- is
+    final, as when a driver died after the trial finished and before it recorded the result."""
+    import optuna
+    from optuna.trial import TrialState
+
+    import deeproots
+    from search.confirm import _load_run
+    from search.engine._confirm import open_confirm_study
+    from search.engine._study import open_storage
+    from search.engine.record import Attr, TrialView
+    from search.runner._confirm import confirm_spaces
+    from search.runner._trial import write_final_checkpoint
+
+    space, (url, name, _) = _load_run(run, None, [(["confirm", "seeds"], 1), (["confirm", "max_schedules"], 1)])
+    key = confirm_spaces(space, check_data=False)[0].fidelity_key()
+    storage = open_storage(url)
+    search = optuna.load_study(study_name=name, storage=storage)
+    companion = open_confirm_study(storage, search, {})
+    for t in search.get_trials(states=(TrialState.COMPLETE,)):
+        sid = TrialView(t).schedule_id
+        folder = run / "ray" / "planted" / f"trial_{t.number}"
+        model = deeproots.build_model(space.arch, sid, num_classes=space.num_classes, **space.spec.model.options)
+        write_final_checkpoint(folder, model, {"schedule_id": sid, "epochs": space.train.epochs, "status": "done",
+                                               "history": [accuracy], "val_accuracy": accuracy}, {"schedule_id": sid})  # fmt: skip
+        companion.add_trial(optuna.trial.create_trial(
+            state=TrialState.FAIL, params=t.params, distributions=t.distributions,
+            user_attrs={Attr.SCHEDULE_ID: sid, Attr.FIDELITY_KEY: key, Attr.CHECKPOINT: f"ray/planted/trial_{t.number}"},
+        ))  # fmt: skip
+    return space, url
+
+
+def test_confirmation_resumes_from_the_checkpoint_its_study_recorded(run: Path, ray_session: Any) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.engine.record import Attr, TrialView
+    from search.runner._confirm import locked_confirm
+
+    space, url = _plant_unfinished(run, accuracy=0.4375)
+    said: list[str] = []
+    result = locked_confirm(space, run, url, "exp", print_fn=lambda x: said.append(str(x)))
+    assert not result.interrupted, said
+    assert (result.trained, result.recorded) == (0, 1), said  # its final checkpoint answered it: nothing trained
+    assert any("1 training(s) to run, 0 recorded already; 1 resume(s)" in line for line in said), said
+    companion = optuna.load_study(study_name="exp-confirm", storage=url)
+    [done] = companion.get_trials(states=(TrialState.COMPLETE,))
+    view = TrialView(done)
+    assert view.val_accuracy == 0.4375 and done.user_attrs[Attr.RECOVERED] is True
+    # the result's checkpoint is the one Tune persisted in the run's Tune storage, recorded relative to the run
+    assert view.checkpoint and not view.checkpoint.startswith("ray/planted") and (run / view.checkpoint / "weights.safetensors").is_file()
+    # the tie test's per-image results: cached by the driver in the run folder, nothing beside any weights
+    assert list((run / "val-correct").glob("exp-*.bits")) and not list(run.rglob("*.val-correct"))
+    # a rerun trains nothing and reads the cache
+    again = locked_confirm(space, run, url, "exp", print_fn=lambda x: None)
+    assert (again.trained, again.recorded) == (0, 0) and [s.schedule_id for s in again.confirmation.schedules] == [view.schedule_id]
+
+
+def test_confirm_cli_refuses_a_study_another_driver_holds(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.confirm import main
+    from search.engine._lock import StudyLock
+    from search.outputs._locate import locate_run
+
+    lock = StudyLock.acquire(locate_run(run).storage_url, "exp")  # this process: a live driver of the study
+    try:
+        assert main([str(run), "--set", "confirm.seeds=1", "--no-export"]) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert "is being searched by another driver" in err and err.count("\n") == 1, err
+    assert not (run / "val-correct").exists()  # nothing scored, nothing trained, no companion study
+    with sqlite3.connect(run / "study.db") as con:
+        assert {r[0] for r in con.execute("select study_name from studies")} == {"exp"}
