@@ -224,15 +224,18 @@ def fail_confirmed(study: optuna.Study, trial: optuna.Trial, outcome: str, reaso
     study.tell(trial, state=_fail_state())
 
 
-def close_abandoned(study: optuna.Study, reason: str) -> int:
-    """FAIL every trial of the companion study left RUNNING by a driver that stopped; how many.
-
-    Only the holder of the run's driver lock calls this, so no other driver runs them.
-    """
+def close_abandoned(storage: Any, study: optuna.Study, reason: str) -> int:
+    """FAIL every trial of the companion study left RUNNING by a driver that stopped (its checkpoint
+    kept, ``reason`` recorded); how many. Only the holder of the run's driver lock calls this, so no
+    other driver runs them."""
     from optuna.trial import TrialState  # noqa: PLC0415
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    study_id = storage.get_study_id_from_name(study.study_name) if running else None
     for t in running:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, Attr.OUTCOME, Outcome.INTERRUPTED)
+        storage.set_trial_user_attr(trial_id, Attr.FAIL_REASON, reason)
         study.tell(t.number, state=TrialState.FAIL)
     return len(running)
 

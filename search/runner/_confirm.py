@@ -246,7 +246,7 @@ def run_confirm(
     }  # fmt: skip
     cstudy = open_confirm_study(storage, search, record)
     name = cstudy.study_name
-    abandoned = close_abandoned(cstudy, "its driver stopped while it ran")
+    abandoned = close_abandoned(storage, cstudy, "its driver stopped while it ran; a rerun resumes from its checkpoint")
     done = confirmed_trials(cstudy)
     resume = resume_points(cstudy)
     fid = ", ".join(f"{k}={v}" for k, v in block.overrides.items()) or "the search's own fidelity"

@@ -61,6 +61,40 @@ def test_confirmed_front_is_non_dominated_on_mean_accuracy_and_costs() -> None:
     assert rows[0].mean == pytest.approx(0.61) and rows[0].sd == pytest.approx(math.sqrt(2) * 0.01)
 
 
+def test_a_training_left_running_is_closed_and_its_checkpoint_is_where_a_rerun_resumes() -> None:
+    import warnings
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    from search.engine._confirm import (Candidate, close_abandoned, confirmed_trials, finish_confirmed, open_confirm_study,
+                                        resume_points, start_confirmed)  # fmt: skip
+    from search.engine.record import Attr
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    search = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.set_metric_names(["val_accuracy", "flops"])
+    cand = Candidate("nin:2", None, 0, {"g": 2}, {"g": CategoricalDistribution([1, 2])}, {"val_accuracy": 0.5, "flops": 10.0}, True)
+    companion = open_confirm_study(storage, search, {})
+    running = start_confirmed(companion, cand, seed=1, fidelity_key="k1")
+    running.set_user_attr(Attr.CHECKPOINT, "ray/x/trial_a/checkpoint_000001")  # as the driver records it
+    # the driver died: the next one closes it and resumes from its checkpoint
+    assert close_abandoned(storage, companion, "its driver stopped") == 1
+    [closed] = companion.get_trials()
+    assert closed.state == TrialState.FAIL and closed.params == {"g": 2}
+    assert closed.user_attrs[Attr.OUTCOME] == "interrupted" and closed.user_attrs[Attr.FAIL_REASON] == "its driver stopped"
+    assert resume_points(companion) == {("nin:2", "k1"): "ray/x/trial_a/checkpoint_000001"}
+    again = start_confirmed(companion, cand, seed=1, fidelity_key="k1")
+    finish_confirmed(companion, again, cand, accuracy=0.625, attrs={Attr.CHECKPOINT: "ray/x/trial_b/checkpoint_000002"})
+    done = confirmed_trials(companion)[("nin:2", "k1")]
+    assert done.values == [0.625, 10.0] and done.params == {"g": 2} and done.user_attrs[Attr.TRAINING_SEED] == 1
+    assert close_abandoned(storage, companion, "its driver stopped") == 0
+
+
 # ------------------------------------------------------------------------------------ kill -9
 
 
