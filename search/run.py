@@ -127,6 +127,10 @@ def _run(args: argparse.Namespace) -> int:
         from .engine._study import make_sampler, plan_run  # noqa: PLC0415 (heavy imports after the cheap checks)
 
         make_sampler(space, space.spec.search.trials)
+        if space.spec.confirm.seeds:
+            from .runner._confirm import confirm_spaces  # noqa: PLC0415
+
+            confirm_spaces(space, check_data=False)  # confirm.overrides validated like --set, before anything runs
         plan = plan_run(space, runs_dir=args.runs_dir, storage=args.storage, fresh=args.fresh, refuse=not args.dry_run,
                         storage_path=args.storage_path)  # fmt: skip
         if args.dry_run:

@@ -11,8 +11,10 @@ chose (or a seed enqueued before); what the sampler then learns from is kept cle
   none is near, it asks again, and after a streak of duplicates enqueues any schedule never
   proposed. Duplicate FAILs do not count as failures.
 * **seeds are observations** -- the paper seeds (and results imported from other studies) are
-  ordinary trials; with NSGA-II they belong to generation 0 (:meth:`NSGAIISampler.get_trial_generation`
+  ordinary trials; with NSGA-II the seeds belong to generation 0 (:meth:`NSGAIISampler.get_trial_generation`
   at ask time -- a fully enqueued trial never reaches ``sample_relative``, which would otherwise set it).
+  An imported result is finished before any sampler sees it and Optuna 5 refuses to tag a finished
+  trial: it answers its schedule and sits on the front, outside NSGA-II's populations.
 * **infeasible at ask time** -- FLOPs and parameters come from the exact cost table when a trial is
   asked (latency from one measurement by the driver, cached); a breach never starts a Ray trial: it is
   told PRUNED with its ``set_constraint`` values and ``outcome=infeasible`` (TPE learns from those;
@@ -222,7 +224,13 @@ class ScheduleSearch(Searcher):
                 self._records[key] = t
                 self.epochs_spent += self._epochs_of(view)
                 if nsga and t.state == TrialState.COMPLETE:
-                    self._sampler.get_trial_generation(self._study, t)  # imported results: generation 0
+                    try:
+                        self._sampler.get_trial_generation(self._study, t)  # imported results: generation 0
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        # A result imported from another study is finished before a sampler sees it, and
+                        # Optuna 5 refuses to tag a finished trial: it stays out of NSGA-II's populations
+                        # (it still answers its schedule and sits on the front like any result).
+                        pass
             elif t.state == TrialState.FAIL and view.outcome == Outcome.FAILED:
                 self._failures[key] += 1
                 if deterministic(view.reason or ""):

@@ -111,6 +111,9 @@ class Attr:
     DEEPROOTS_VERSION = "deeproots_version"
     GIT_REVISION = "git_revision"
     TORCH = "torch"
+    TRAINING_SEED = "training_seed"  # trainer.seed of a confirmation trial
+    FIDELITY_KEY = "fidelity_key"  # fidelity of a confirmation trial (search.space.ResolvedSpace.fidelity_key, seed included)
+    SEARCH_TRIAL = "search_trial"  # number of the search trial a confirmation trial retrains
 
 
 class StudyAttr:
@@ -131,6 +134,8 @@ class StudyAttr:
     PROVENANCE = "provenance"
     CREATED = "created"
     TRIALS = "trials"  # the budget of the latest invocation (search.trials)
+    CONFIRM_STUDY = "confirm_study"  # name of the companion study of the confirmation (same storage)
+    CONFIRM = "confirm"  # on the companion study: the confirm block it last ran with, and its search study
 
 
 class Outcome:
@@ -144,6 +149,7 @@ class Outcome:
     FAILED = "failed"  # FAIL: the trial raised (not counted; retried)
     INTERRUPTED = "interrupted"  # FAIL: Ctrl-C or the driver died (not counted; retried)
     SKIPPED = "skipped"  # FAIL: proposal of a schedule that failed too often
+    CONFIRMED = "confirmed"  # COMPLETE, in a companion study: retrained at the confirmation's fidelity and seed
 
 
 class TrialFiles:

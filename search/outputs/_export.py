@@ -55,6 +55,8 @@ class ExportResult:
         rows: the ``pareto.csv`` rows, same order.
         files: name -> path of everything written.
         hypervolume: normalised hypervolume of the study's COMPLETE trials (see :mod:`search.outputs._plots`).
+        confirmation: what the report says about the confirmation (:func:`search.outputs._confirmed.confirmation_lines`):
+            one line for an unconfirmed front.
     """
 
     out_dir: Path
@@ -64,6 +66,7 @@ class ExportResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     hypervolume: float = 0.0
+    confirmation: list[str] = field(default_factory=list)
 
 
 def _console_print() -> Callable[[Any], None]:
@@ -146,14 +149,27 @@ def export_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     view = open_run(storage_url, study_name, run_dir)  # one consistent view: later trials wait for the next export
     out = Path(out_dir)
-    front = pareto_rows(view.study)
+    from ._confirmed import apply_confirmed, confirmation_lines, confirmed_rows, load_confirmation  # noqa: PLC0415
+
+    confirmation = load_confirmation(view)
     trials = {t.number: TrialView(t) for t in view.study.get_trials(deepcopy=False)}
+    if confirmation is not None:  # the confirmed front: mean over seeds at the confirmation's fidelity
+        front, sources = confirmed_rows(view, confirmation)
+    else:
+        front = pareto_rows(view.study)
+        sources = [trials[row["number"]] for row in front]
     out.mkdir(parents=True, exist_ok=True)
-    say(f"exporting {len(front)} Pareto-optimal schedule(s) of study {view.name!r} ({storage_url}) to {out}/")
+    say(f"exporting {len(front)} {'confirmed ' if confirmation else ''}Pareto-optimal schedule(s) of study {view.name!r} "
+        f"({storage_url}) to {out}/")  # fmt: skip
+    lines = confirmation_lines(confirmation, view.paper)
+    for line in (part for item in lines for part in item.splitlines()):
+        say(f"  {line}")
 
     files: dict[str, Path] = {}
-    configs = [_write_model_files(view, out, row, trials[row["number"]], files, say) for row in front]
-    _evaluate_models(view, out, configs, files, test=test, onnx=onnx, data_root=data_root, say=say)
+    configs = [_write_model_files(view, out, row, src, files, say) for row, src in zip(front, sources)]
+    data = _evaluate_models(view, out, configs, files, test=test, onnx=onnx, data_root=data_root, say=say)
+    if confirmation is not None:
+        apply_confirmed(view, confirmation, configs, test=test, data=data, device=eval_device(), say=say, data_root=data_root)
 
     rows = [csv_row(c) for c in configs]
     files["pareto.csv"] = write_csv(out / "pareto.csv", rows)
@@ -162,7 +178,7 @@ def export_study(
 
     figs = write_figures(view, out, pareto_ids={c.schedule_id for c in configs})
     files.update({p.name: p for p in figs["files"].values()})
-    result = ExportResult(out, storage_url, view.name, configs, rows, files, figs["hypervolume"])
+    result = ExportResult(out, storage_url, view.name, configs, rows, files, figs["hypervolume"], lines)
     report_path = out / "report.md"
     report_path.write_text(report(view, result))
     files["report.md"] = report_path
@@ -274,8 +290,8 @@ def _write_model_files(
 def _evaluate_models(
     view: RunView, out: Path, configs: list[ExportedConfig], files: dict[str, Path], *, test: bool, onnx: bool,
     data_root: str | Path | None, say: Callable[[Any], None],
-) -> None:  # fmt: skip
-    """Rebuild every exported model from its files, test it (cached by weights), write ONNX."""
+) -> Any:  # fmt: skip
+    """Rebuild every exported model from its files, test it (cached by weights), write ONNX; the data loaded, or None."""
     from deeproots._exported import load_exported  # noqa: PLC0415
 
     cache = EvaluationCache(out)
@@ -320,6 +336,7 @@ def _evaluate_models(
         cfg.write(cfg.path)
         cache.put(cfg)
     cache.save()
+    return data
 
 
 def _write_manifest(out: Path, files: dict[str, Path], when: str) -> None:

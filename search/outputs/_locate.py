@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..engine.record import RecordError, StudyMeta, TrialView
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ExportError", "RunTarget", "RunView", "locate_run", "open_run", "final_checkpoint", "find_weights", "paper_names"]
+__all__ = ["ExportError", "RunTarget", "RunView", "locate_run", "open_run", "final_checkpoint", "find_weights", "trial_weights",
+           "paper_names"]
 
 
 class ExportError(ValueError):
@@ -259,3 +261,25 @@ def find_weights(view: TrialView, bases: list[Path], study_name: str) -> Path | 
             candidates.append(Path(rel) if Path(rel).is_absolute() else base / rel)
         candidates.append(base / "weights" / study_name / f"{weights_stem(sid)}.safetensors")
     return next((c for c in candidates if c.is_file()), None)
+
+
+@contextmanager
+def trial_weights(view: TrialView, bases: list[Path], study_name: str) -> Iterator[Path | None]:
+    """The trial's final weights as a local file while the block runs, or None when there are none.
+
+    From its final checkpoint wherever Tune stored it (downloaded from an object store into a
+    temporary folder, used in place on a local or network file system), else -- a study made before
+    trials stored checkpoints -- its weights file (:func:`find_weights`).
+
+    Raises:
+        ValueError: the checkpoint's filesystem cannot be opened.
+    """
+    from ..engine.record import TrialFiles  # noqa: PLC0415
+
+    ckpt = final_checkpoint(view, bases)
+    if ckpt is None:
+        yield find_weights(view, bases, study_name)
+        return
+    with ckpt.as_directory() as folder:
+        weights = Path(folder) / TrialFiles.WEIGHTS
+        yield weights if weights.is_file() else None

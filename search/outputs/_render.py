@@ -13,7 +13,7 @@ from ._evaluate import VAL_TOLERANCE
 from ._locate import RunView
 from ._tables import outcome_counts, state_counts
 
-__all__ = ["CSV_COLUMNS", "CSV_UNITS", "csv_row", "write_csv", "markdown_table", "report", "note", "summary_table",
+__all__ = ["CSV_COLUMNS", "CSV_UNITS", "CSV_CONFIRMED", "csv_row", "write_csv", "markdown_table", "report", "note", "summary_table",
            "export_stamp"]  # fmt: skip
 
 #: ``pareto.csv``'s columns. One unit convention: every accuracy, standard error and share of the
@@ -22,8 +22,16 @@ __all__ = ["CSV_COLUMNS", "CSV_UNITS", "csv_row", "write_csv", "markdown_table",
 CSV_COLUMNS = [
     "schedule_id", "name", "trial", "val_accuracy", "val_accuracy_se", "test_accuracy", "flops",
     "flops_fraction_of_orig", "params", "params_fraction_of_orig", "latency_ms", "epochs", "config", "weights",
-    "onnx",
+    "onnx", "confirmed", "seeds", "val_accuracy_sd", "val_accuracy_per_seed", "test_accuracy_sd",
+    "test_accuracy_per_seed", "search_val_accuracy",
 ]  # fmt: skip
+#: How a confirmed front fills the columns (the report says it).
+CSV_CONFIRMED = (
+    "with a confirmation (`confirmed` yes) `val_accuracy` is the mean over the `seeds` training seeds at the "
+    "confirmation's fidelity (`val_accuracy_sd` their standard deviation, `val_accuracy_per_seed` each one, "
+    "`seed:accuracy` separated by `;`), `test_accuracy` the mean over the seeds' models (likewise `_sd`, `_per_seed`) and "
+    "`search_val_accuracy` the search's single score; without one (`confirmed` no) those columns are empty"
+)
 #: The units of ``pareto.csv``, as the report states them.
 CSV_UNITS = (
     "accuracies, their standard errors (`val_accuracy_se`) and `*_fraction_of_orig` are fractions in [0, 1] "
@@ -51,7 +59,19 @@ def csv_row(cfg: ExportedConfig) -> dict[str, Any]:
         "config": yaml_name,
         "weights": cfg.weights or "",
         "onnx": (cfg.onnx or {}).get("file", ""),
+        "confirmed": "yes" if m.get("confirmed") else "no",
+        "seeds": m.get("seeds"),
+        "val_accuracy_sd": m.get("val_accuracy_sd"),
+        "val_accuracy_per_seed": _per_seed(m.get("val_accuracy_per_seed")),
+        "test_accuracy_sd": m.get("test_accuracy_sd"),
+        "test_accuracy_per_seed": _per_seed(m.get("test_accuracy_per_seed")),
+        "search_val_accuracy": m.get("search_val_accuracy"),
     }
+
+
+def _per_seed(values: Any) -> str | None:
+    """``{1: 0.41, 2: 0.43}`` -> ``"1:0.41;2:0.43"`` (one CSV cell)."""
+    return ";".join(f"{k}:{v:.4f}" for k, v in values.items()) if values else None
 
 
 def _fraction(percent: Any) -> float | None:
@@ -74,6 +94,18 @@ def _fmt_acc(v: Any, se: Any = None) -> str:
     if se is None or (isinstance(se, float) and math.isnan(se)):
         return f"{100 * float(v):.2f} %"
     return f"{100 * float(v):.2f} ± {100 * float(se):.2f} %"
+
+
+def _fmt_val(r: dict[str, Any]) -> str:
+    """Validation accuracy ± s.e. (one score), or mean ± s.d. over the seeds of a confirmed row."""
+    if r.get("confirmed") == "yes":
+        sd = r.get("val_accuracy_sd")
+        return f"{_fmt_acc(r['val_accuracy'], sd)} (s.d., {r.get('seeds')} seeds)"
+    return _fmt_acc(r["val_accuracy"], r.get("val_accuracy_se"))
+
+
+def _fmt_test(r: dict[str, Any]) -> str:
+    return _fmt_acc(r["test_accuracy"], r.get("test_accuracy_sd") if r.get("confirmed") == "yes" else None)
 
 
 def _fmt_share(fraction: Any) -> str:
@@ -99,8 +131,7 @@ def markdown_table(rows: list[dict[str, Any]], objectives: list[str], links: boo
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head) - 1)) + "|---|"]
     for r in rows:
         cells = [
-            f"`{r['schedule_id']}`", r["name"] or "", _fmt_acc(r["val_accuracy"], r.get("val_accuracy_se")),
-            _fmt_acc(r["test_accuracy"]), _fmt_int(r["flops"]), _fmt_share(r["flops_fraction_of_orig"]),
+            f"`{r['schedule_id']}`", r["name"] or "", _fmt_val(r), _fmt_test(r), _fmt_int(r["flops"]), _fmt_share(r["flops_fraction_of_orig"]),
             _fmt_int(r["params"]), _fmt_share(r["params_fraction_of_orig"]),
         ]  # fmt: skip
         if lat:
@@ -137,12 +168,14 @@ def report(view: RunView, result: Any) -> str:
     if orig_cost is not None:
         lines.append(f"- ungrouped network (`orig`): {orig_cost.flops:,} FLOPs, {orig_cost.params:,} parameters (the 100 % of the table)")
     lines.append(f"- normalised hypervolume of all trials: {result.hypervolume:.4f} (see the module docstring of `search/outputs/_plots.py`)")
-    lines += ["", f"## Pareto set ({len(rows)} schedules)", "", markdown_table(rows, objectives), ""]
+    lines += ["", f"## Pareto set ({len(rows)} schedules)", ""]
+    lines += [line for item in getattr(result, "confirmation", []) for line in (item, "")]
+    lines += [markdown_table(rows, objectives), ""]
     lines.append(
         f"val acc: final-epoch accuracy on the validation split ({data.get('val_size', '-')} images), as recorded by the "
         "search, ± one binomial standard error (the noise of the finite validation split alone; another training seed "
         "adds its own); test acc: the exported weights on the test set, measured once at export. "
-        f"In `pareto.csv` {CSV_UNITS}."
+        f"In `pareto.csv` {CSV_UNITS}; {CSV_CONFIRMED}."
     )
     if checks:
         worst = max(abs(a - b) for a, b in checks)
@@ -216,6 +249,6 @@ def summary_table(rows: list[dict[str, Any]]) -> Any:
         table.add_column(col, justify="right" if col not in ("schedule", "config") else "left")
     for r in rows:
         label = r["schedule_id"] + (f" ({r['name']})" if r["name"] else "")
-        table.add_row(str(r["trial"]), label, _fmt_acc(r["val_accuracy"], r.get("val_accuracy_se")), _fmt_acc(r["test_accuracy"]),
+        table.add_row(str(r["trial"]), label, _fmt_val(r), _fmt_test(r),
                       _fmt_int(r["flops"]), _fmt_int(r["params"]), r["config"])  # fmt: skip
     return table

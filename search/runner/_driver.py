@@ -290,6 +290,13 @@ def _run_locked(
     result.stopped_at = stopped_at_rungs(study)
     result.pareto = pareto_rows(study)
     _summary(result, space, searcher, out)
+    if space.spec.confirm.seeds and write_run_file and result.pareto and not (result.interrupted or result.stop_reason):
+        from ._confirm import run_confirm  # noqa: PLC0415 (the confirmation stage: search.runner._confirm)
+
+        # under this driver's lock and heartbeat, its trials in the same Tune storage as the search's
+        result.interrupted = run_confirm(space, paths.root, paths.storage_url, paths.study_name, address=address,
+                                         print_fn=out, trial_fn=trial_fn, storage_path=paths.storage_path,
+                                         beat=beat).interrupted  # fmt: skip
     if export and not result.interrupted and result.pareto:
         _export_step(paths, out)
     return result

@@ -118,6 +118,19 @@ class ConfirmConfig(_Strict):
     changes what is reported and retrained after the search, never a result the search recorded."""
 
     alpha: float = Field(0.05, gt=0, lt=1)  # tie test: p >= alpha (exact McNemar) is tied (search.engine.noise)
+    seeds: int = Field(0, ge=0)  # K training seeds per confirmed schedule; 0: no confirmation (the front is unconfirmed)
+    max_schedules: int = Field(8, ge=1)  # M: front + tied band, best validation accuracy first, at most this many
+    overrides: dict[str, Any] = Field(default_factory=dict)  # data.* / trainer.* key -> value: the confirmation's fidelity
+
+    @field_validator("overrides")
+    @classmethod
+    def _fidelity_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            head, _, rest = str(key).partition(".")
+            if head not in ("data", "trainer") or not rest or any(not p for p in rest.split(".")):
+                raise ValueError(f"{key!r} is not a data.* or trainer.* key (e.g. trainer.epochs: 10): "
+                                 "a confirmation changes only the data and the training")  # fmt: skip
+        return v
 
 
 class ResourcesConfig(_Strict):

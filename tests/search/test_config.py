@@ -325,5 +325,5 @@ def test_confirm_alpha_is_validated_and_not_identity() -> None:
         with pytest.raises(SpaceError) as e:
             load_space(tiny(), [f"confirm.alpha={bad}"], check_data=False)
         assert e.value.key == "confirm.alpha" and "\n" not in str(e.value)
-    with pytest.raises(SpaceError, match="unknown key; allowed: alpha"):
-        load_space(tiny(), ["confirm.seeds=3"], check_data=False)
+    with pytest.raises(SpaceError, match="unknown key; allowed: alpha, seeds, max_schedules, overrides"):
+        load_space(tiny(), ["confirm.seed=3"], check_data=False)

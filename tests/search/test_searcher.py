@@ -142,6 +142,21 @@ def test_seeds_are_generation_zero_observations_for_nsga2(tmp_path: Path) -> Non
     assert cfg is not None
 
 
+def test_results_imported_into_an_nsga2_study_answer_their_schedules(tmp_path: Path) -> None:
+    first = make(tmp_path, search={"trials": 2})
+    for name in ("a", "b"):
+        first.searcher.suggest(name)
+        first.searcher.on_trial_complete(name, result(acc=0.5))
+    # a search at the same fidelity with NSGA-II imports them: finished trials Optuna 5 cannot tag with a generation
+    e = make(tmp_path, name="other", search={"trials": 3, "sampler": "nsga2"})
+    imported = {t.user_attrs["schedule_id"] for t in e.study.trials if t.user_attrs.get("outcome") == Outcome.IMPORTED}
+    assert len(imported) == 2 and e.searcher.counted == 0
+    cfg = e.searcher.suggest("c")
+    assert cfg is not None
+    e.searcher.on_trial_complete("c", result(acc=0.6))
+    assert len(set(complete_ids(e.study))) == 3  # the new schedule is none of the imported ones
+
+
 def test_an_infeasible_schedule_is_decided_at_ask_time_and_never_trained(tmp_path: Path) -> None:
     e = make(tmp_path, constraints={"max_params": 6.0e5}, search={"trials": 2})  # orig (967k) breaks it
     s, study = e.searcher, e.study
