@@ -55,12 +55,13 @@ def ray_session() -> Any:
     from tests.search.faulty import register
 
     register()
-    if not ray.is_initialized():
-        pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        ray.init(
-            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-            runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
-        )  # fmt: skip
+    if ray.is_initialized():  # left by an earlier test: its workers lack the setup hook that registers nin_faulty
+        ray.shutdown()
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+        runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
+    )  # fmt: skip
     yield ray
     ray.shutdown()
 
