@@ -68,10 +68,23 @@ def ray_session() -> Any:
 
 @pytest.fixture()
 def faulty() -> None:
-    """Register the ``nin_faulty`` test architecture in this process."""
+    """Register the ``nin_faulty`` test architecture in this process and in Ray's workers.
+
+    An earlier test may have shut down the session's Ray and started one without the worker hook that
+    registers ``nin_faulty``; a Ray of our own makes the workers know it whatever ran before.
+    """
+    import ray
+
     from tests.search.faulty import register
 
     register()
+    if ray.is_initialized():
+        ray.shutdown()
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+        runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
