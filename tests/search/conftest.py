@@ -47,6 +47,19 @@ def tiny(**over: Any) -> dict[str, Any]:
     return merge(TINY, over)
 
 
+def _own_ray() -> None:
+    """(Re)start a local Ray whose workers register ``nin_faulty`` (the worker setup hook)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+        runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Any:
     """One local Ray for every test that needs it (startup costs seconds on 2 cores)."""
@@ -55,13 +68,7 @@ def ray_session() -> Any:
     from tests.search.faulty import register
 
     register()
-    if ray.is_initialized():  # left by an earlier test: its workers lack the setup hook that registers nin_faulty
-        ray.shutdown()
-    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-        runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
-    )  # fmt: skip
+    _own_ray()  # a Ray left by an earlier test lacks the worker hook that registers nin_faulty
     yield ray
     ray.shutdown()
 
@@ -78,13 +85,7 @@ def faulty() -> None:
     from tests.search.faulty import register
 
     register()
-    if ray.is_initialized():
-        ray.shutdown()
-    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-        runtime_env={"worker_process_setup_hook": "tests.search.faulty.register", "env_vars": {"PYTHONPATH": pythonpath}},
-    )  # fmt: skip
+    _own_ray()
 
 
 @pytest.fixture(scope="session")
