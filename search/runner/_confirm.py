@@ -381,7 +381,10 @@ def _tune(space: ResolvedSpace, name: str, trial_storage: Any, payload: _Tasks, 
         if started:
             ray.shutdown()
     c = recorder.counts
-    return interrupted or open_trials > 0 or c["failed"] > 0 or guard.lost is not None, c["trained"], c["recorded"]
+    # Tune catches Ctrl-C itself and returns normally (between two trials no trial is open): a run that
+    # recorded fewer trainings than it was given was stopped.
+    unfinished = c["recorded"] + c["failed"] < len(payload.tasks)
+    return interrupted or unfinished or open_trials > 0 or c["failed"] > 0 or guard.lost is not None, c["trained"], c["recorded"]
 
 
 def print_confirmation(c: Confirmation, out: Callable[[Any], None]) -> None:

@@ -414,7 +414,11 @@ def _tune(
     finally:
         tune_logger.setLevel(level)
         open_trials = searcher.abandon("the search was stopped (Ctrl-C) while this trial ran; its schedule is retried on rerun")
-        interrupted = interrupted or open_trials > 0 or searcher.interrupted
+        # Tune catches Ctrl-C itself and returns normally; when it lands between two trials no trial is
+        # open. Tune ends on its own only when the searcher says FINISHED (budget spent, space
+        # exhausted, or a stop reason), so an end before that is a Ctrl-C.
+        unfinished = not (searcher.spent or searcher.exhausted or searcher.stop_reason is not None)
+        interrupted = interrupted or open_trials > 0 or searcher.interrupted or unfinished
     return interrupted
 
 

@@ -80,8 +80,6 @@ def faulty() -> None:
     An earlier test may have shut down the session's Ray and started one without the worker hook that
     registers ``nin_faulty``; a Ray of our own makes the workers know it whatever ran before.
     """
-    import ray
-
     from tests.search.faulty import register
 
     register()

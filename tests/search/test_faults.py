@@ -2,6 +2,8 @@
 
 * the Ray worker running a trial is killed mid-epoch -> Tune restarts the trial from its last
   checkpoint, while a deterministic error (a non-finite loss, a damaged image) fails its trial at once;
+* the driver is SIGKILLed, or stopped with Ctrl-C, while a trial is held mid-epoch -> the rerun keeps
+  what finished and resumes the held trial from its checkpoint (Ctrl-C exits 130, nothing left RUNNING);
 * the node running a trial is removed from a two-node ``ray.cluster_utils.Cluster`` -> the trial
   finishes on the other node, from its last checkpoint;
 * trials keep their files in a real S3 server; the driver is killed while a worker is uploading a
@@ -153,6 +155,79 @@ def test_a_killed_worker_is_restarted_from_its_checkpoint_and_deterministic_erro
           f"{damaged.user_attrs['fail_reason']})")
 
 
+def _run_driver(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
+def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
+    """The driver is SIGKILLed while one trial is finished and the next is held in epoch 2 with its
+    epoch-1 checkpoint recorded; the rerun keeps the finished one and resumes the other from there."""
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    space = _space(tmp_path, model={"arch": "nin_faulty"}, seeds=["orig", STALL], trainer={"epochs": 3},
+                   search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
+    argv = [str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
+    url = f"sqlite:///{tmp_path}/runs/tiny/study.db"
+    log = tmp_path / "first.log"
+    proc = _start(_driver_script(argv, stall), tmp_path, log)
+    try:
+        _wait(lambda: stalled(stall) and _checkpoint_recorded(url, complete=1), proc, log,
+              "a finished trial and a stalled one with its epoch-1 checkpoint recorded")  # fmt: skip
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        _reap(proc)  # the driver's Ray, the stalled worker with it
+        (stall / "release").touch()  # the rerun does not stall
+    first = optuna.load_study(study_name="tiny", storage=url)
+    finished_before = {t.number: t.user_attrs["schedule_id"] for t in first.get_trials(states=(TrialState.COMPLETE,))}
+    (killed,) = [t.number for t in first.get_trials(states=(TrialState.RUNNING,)) if "checkpoint" in t.user_attrs]
+    second = _run_driver(_driver_script(argv, stall), tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "marked FAIL" in second.stdout and "resuming from the checkpoint it reached" in second.stdout
+    study = optuna.load_study(study_name="tiny", storage=url)
+    done = _trained_once(study, 3)  # the budget, none trained twice
+    for number, sid in finished_before.items():  # a finished trial is kept, never trained again
+        assert study.trials[number].state == TrialState.COMPLETE
+        assert [t.number for t in done if t.user_attrs["schedule_id"] == sid] == [number]
+    k = study.trials[killed]  # failed by its missed heartbeats, retried from the checkpoint it had reached
+    assert k.state == TrialState.FAIL and TrialView(k).outcome == Outcome.INTERRUPTED
+    (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
+    assert retry.state == TrialState.COMPLETE and retry.params == k.params and k.user_attrs["schedule_id"] == STALL
+    assert retry.user_attrs["resumed_from_epoch"] == 1 and len(retry.user_attrs["val_accuracy_per_epoch"]) == 3
+    print(f"\ntrial #{killed} ({STALL}) killed with its driver; retried as #{retry.number} "
+          f"from its epoch-{retry.user_attrs['resumed_from_epoch']} checkpoint {k.user_attrs['checkpoint']}")
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    """Ctrl-C while one trial is finished and the next is held mid-epoch: exit 130, no trial left
+    RUNNING, and the rerun finishes the budget without training anything twice."""
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    space = _space(tmp_path, model={"arch": "nin_faulty"}, seeds=["orig", STALL], trainer={"epochs": 3},
+                   search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
+    argv = [str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
+    url = f"sqlite:///{tmp_path}/runs/tiny/study.db"
+    log = tmp_path / "first.log"
+    proc = _start(_driver_script(argv, stall), tmp_path, log)
+    try:
+        _wait(lambda: stalled(stall) and _checkpoint_recorded(url, complete=1), proc, log,
+              "a finished trial and a stalled one with its epoch-1 checkpoint recorded")  # fmt: skip
+        proc.send_signal(signal.SIGINT)
+        (stall / "release").touch()  # whether Tune stops the held trial before or after it goes on, the budget is not spent
+        code = proc.wait(300)
+    finally:
+        _reap(proc)
+    out = log.read_text()
+    assert code == 130, out[-4000:]
+    assert "rerun the same command to resume" in out and "Traceback" not in out
+    first = optuna.load_study(study_name="tiny", storage=url)
+    assert not first.get_trials(states=(TrialState.RUNNING,))  # every open trial was closed
+    second = _run_driver(_driver_script(argv, stall), tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    _trained_once(optuna.load_study(study_name="tiny", storage=url), 3)
+
+
 def test_a_removed_node_moves_its_trial_to_the_other_node(tmp_path: Path) -> None:
     """Two worker nodes of one CPU each (the head runs the driver only): the stalled trial's node is
     removed, so the trial provably finishes on the other node -- both nodes ran it, whatever the timing."""
@@ -163,7 +238,7 @@ def test_a_removed_node_moves_its_trial_to_the_other_node(tmp_path: Path) -> Non
     argv = [str(space), "--runs-dir", "runs", "--no-estimate", "--no-export", "--address", "CLUSTER"]
     env = {"PYTHONPATH": str(ROOT), STALL_ENV: str(stall)}
     cluster = f"""
-import threading, json
+import threading, json, os, signal
 from pathlib import Path
 from ray.cluster_utils import Cluster
 cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 0, "include_dashboard": False}})
@@ -181,6 +256,12 @@ def remove_stalled_node():
     info = json.loads(next(folder.glob("stalled-*.json")).read_text())
     node = next(n for n in nodes if n.node_id == info["node_id"])
     cluster.remove_node(node, allow_graceful=False)
+    # A lost machine takes its processes with it; a worker left orphaned by its killed raylet could
+    # still finish the epoch and hand its result straight to the driver. SIGKILL is final once sent.
+    try:
+        os.kill(info["pid"], signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     (folder / "release").touch()  # only now: the trial never got past its stall on the removed node
     (folder / "removed.json").write_text(json.dumps({{"node_id": info["node_id"]}}))
 threading.Thread(target=remove_stalled_node, daemon=True).start()

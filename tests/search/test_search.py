@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from search import Outcome, TrialView, load_space, run_search
+from search import Outcome, load_space, run_search
 from tests.search.conftest import PYTHON, ROOT, tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -162,111 +159,6 @@ def _write_space(tmp_path: Path, **over: Any) -> Path:
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(tiny(**over)))
     return path
-
-
-def _states(db: Path) -> dict[str, int]:
-    try:
-        with sqlite3.connect(db, timeout=30) as con:
-            return dict(con.execute("select state, count(*) from trials group by state").fetchall())
-    except sqlite3.OperationalError:  # the file exists, Optuna has not made its tables yet
-        return {}
-
-
-def _start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(cmd, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _reap(proc: subprocess.Popen) -> None:
-    """Kill what the driver started that outlived it (Ray's agents), by its process group."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _running_with_checkpoint(db: Path) -> list[int]:
-    """Numbers of RUNNING trials that have recorded a checkpoint."""
-    try:
-        with sqlite3.connect(db, timeout=30) as con:
-            rows = con.execute(
-                "select t.number from trials t join trial_user_attributes a on a.trial_id = t.trial_id "
-                "where t.state = 'RUNNING' and a.key = 'checkpoint'"
-            ).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    return [r[0] for r in rows]
-
-
-def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
-    space = _write_space(tmp_path, data={"options": {"num_train": 320}}, trainer={"epochs": 3},
-                         search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
-    cmd = [PYTHON, "-m", "search.run", str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
-    db = tmp_path / "runs/tiny/study.db"
-    proc = _start(cmd, tmp_path, tmp_path / "first.log")
-    try:
-        deadline = time.time() + 900  # a guard against a hang, not a timing assumption: CI machines are busy
-        while time.time() < deadline:  # a finished trial, and a running one with a checkpoint recorded
-            time.sleep(0.5)
-            if db.exists() and _states(db).get("COMPLETE", 0) >= 1 and _running_with_checkpoint(db):
-                break
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()
-        else:
-            pytest.fail("the first run never had a finished trial and a running one with a checkpoint")
-        before = _states(db)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        _reap(proc)
-    killed = _running_with_checkpoint(db)
-    first = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
-    finished_before = {t.number: t.user_attrs["schedule_id"] for t in first.get_trials(states=(TrialState.COMPLETE,))}
-    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "marked FAIL" in second.stdout and "resuming from the checkpoint it reached" in second.stdout
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
-    done = evaluated(study)
-    ids = [t.user_attrs["schedule_id"] for t in done]
-    assert len(ids) == 3 and len(set(ids)) == 3, ids  # the budget, none trained twice
-    for number, sid in finished_before.items():  # a finished trial is kept, never trained again
-        assert study.trials[number].state == TrialState.COMPLETE
-        assert [t.number for t in done if t.user_attrs["schedule_id"] == sid] == [number]
-    for number in killed:  # failed by its missed heartbeats, retried from the checkpoint it had reached
-        k = study.trials[number]
-        assert k.state == TrialState.FAIL and TrialView(k).outcome == Outcome.INTERRUPTED
-        (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
-        assert retry.state == TrialState.COMPLETE and retry.params == k.params
-        assert retry.user_attrs["resumed_from_epoch"] >= 1 and len(retry.user_attrs["val_accuracy_per_epoch"]) == 3
-        print(f"\ntrial #{number} ({k.user_attrs['schedule_id']}) killed with its driver; retried as #{retry.number} "
-              f"from its epoch-{retry.user_attrs['resumed_from_epoch']} checkpoint {k.user_attrs['checkpoint']}")
-    assert killed and not study.get_trials(states=(TrialState.RUNNING,))
-    print(f"before kill: {before}; after rerun: {_states(db)}")
-
-
-@pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
-    space = _write_space(tmp_path, data={"options": {"num_train": 320}}, trainer={"epochs": 3},
-                         search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
-    cmd = [PYTHON, "-m", "search.run", str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
-    db = tmp_path / "runs/tiny/study.db"
-    proc = _start(cmd, tmp_path, tmp_path / "first.log")
-    try:
-        deadline = time.time() + 900  # a guard against a hang, not a timing assumption: CI machines are busy
-        while time.time() < deadline and not (db.exists() and _states(db).get("COMPLETE", 0) >= 1):
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(120)
-    finally:
-        _reap(proc)
-    log = (tmp_path / "first.log").read_text()
-    assert code == 130, log
-    assert "rerun the same command to resume" in log and "Traceback" not in log
-    assert _states(db).get("RUNNING", 0) == 0  # every open trial was closed
-    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert second.returncode == 0, second.stdout + second.stderr
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
-    ids = [t.user_attrs["schedule_id"] for t in evaluated(study)]
-    assert len(ids) == 3 and len(set(ids)) == 3
 
 
 @pytest.mark.slow
