@@ -130,7 +130,7 @@ def clone_run(src: Path, dst: Path) -> Path:
 
 
 def _writer(url: str, study_name: str, stop_file: str) -> int:
-    """Keep committing finished trials until ``stop_file`` exists (at most 120 s).
+    """Keep committing finished trials until ``stop_file`` exists (at most 900 s: a guard, the test stops it).
 
     Imports no torch: the study's own parameter distributions are reused, so the process is
     writing within a couple of seconds.
@@ -145,7 +145,7 @@ def _writer(url: str, study_name: str, stop_file: str) -> int:
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     distributions = done[0].distributions
     worst = [max(t.values[i] for t in done) for i in (1, 2)]
-    n, deadline = 0, time.time() + 120
+    n, deadline = 0, time.time() + 900
     while not Path(stop_file).exists() and time.time() < deadline:
         trial = study.ask(fixed_distributions=distributions)
         trial.set_user_attr("schedule_id", f"writer:{n}")

@@ -121,7 +121,7 @@ def test_confirmation_resume_after_kill_9_trains_nothing_twice(tmp_path: Path) -
     space.write_text(yaml.safe_dump(tiny(data={"options": {"num_train": 320}}, search={"trials": 3},
                                          resources={"max_concurrent": 1})))  # fmt: skip
     search = subprocess.run([PYTHON, "-m", "search.run", str(space), "--no-estimate", "--no-export"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env=_env())  # fmt: skip
+                            capture_output=True, text=True, timeout=900, env=_env())  # fmt: skip
     assert search.returncode == 0, search.stdout + search.stderr
     cmd = [PYTHON, "-m", "search.confirm", "runs/tiny", "--set", "confirm.seeds=2", "--set", "confirm.max_schedules=2",
            "--set", "confirm.overrides.trainer.epochs=3", "--no-export"]  # fmt: skip
@@ -129,7 +129,7 @@ def test_confirmation_resume_after_kill_9_trains_nothing_twice(tmp_path: Path) -
     log = tmp_path / "first.log"
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 900
         while time.time() < deadline and proc.poll() is None and not _confirmed(db, "tiny-confirm"):
             time.sleep(0.2)
         assert _confirmed(db, "tiny-confirm"), log.read_text()
@@ -141,7 +141,7 @@ def test_confirmation_resume_after_kill_9_trains_nothing_twice(tmp_path: Path) -
         except ProcessLookupError:
             pass
     before = _confirmed(db, "tiny-confirm")
-    second = subprocess.run(cmd[:4] + ["--no-export"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    second = subprocess.run(cmd[:4] + ["--no-export"], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=_env())
     assert second.returncode == 0, second.stdout + second.stderr
     # the rerun ran with the block the killed run had (no --set), and only what was missing
     assert f"{4 - len(before)} training(s) to run, {len(before)} recorded already" in second.stdout, second.stdout
@@ -149,7 +149,7 @@ def test_confirmation_resume_after_kill_9_trains_nothing_twice(tmp_path: Path) -
     assert len(after) == 4 and len(set(after)) == 4, after  # 2 schedules x 2 seeds, none recorded twice
     assert set(before) <= set(after)
     assert "Kendall τ search fidelity vs confirmation" in second.stdout
-    third = subprocess.run(cmd[:4], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    third = subprocess.run(cmd[:4], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=_env())
     assert third.returncode == 0 and "0 training(s) to run, 4 recorded already" in third.stdout, third.stdout + third.stderr
     with open(tmp_path / "runs/tiny/export/pareto.csv") as f:
         rows = list(csv.DictReader(f))

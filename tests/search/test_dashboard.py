@@ -95,6 +95,13 @@ def test_dashboard_lists_the_study_metric_names_attributes_and_export_figures(ru
         assert "<html" in _get(f"{base}/dashboard").lower()  # the app page itself is served
 
 
+def _writer_trials(url: str) -> int:
+    import optuna
+
+    study = optuna.load_study(study_name="exp", storage=url)
+    return sum(t.user_attrs.get("schedule_id", "").startswith("writer:") for t in study.get_trials(deepcopy=False))
+
+
 def _attr(trial: dict[str, Any], key: str) -> Any:
     return next(a["value"] for a in trial["user_attrs"] if a["key"] == key)
 
@@ -137,6 +144,11 @@ def test_export_and_dashboard_while_another_process_writes(run: Path, tmp_path: 
             try:
                 result = export_run(run, print_fn=_quiet)  # reads, evaluates, attaches figures + note
                 timings["exported"] = time.perf_counter() - t0
+                # Counted, not timed: at least two polls answered and two trials committed, however
+                # fast the export ran on this machine (a guard against a hang, not a timing assumption).
+                deadline = time.time() + 300
+                while (polls[0] < 2 or _writer_trials(url) < 2) and not errors and time.time() < deadline:
+                    time.sleep(0.1)
             finally:
                 done.set()
                 poller.join(timeout=60)

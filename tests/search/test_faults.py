@@ -215,7 +215,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
               "a finished trial and a stalled one with its epoch-1 checkpoint recorded")  # fmt: skip
         proc.send_signal(signal.SIGINT)
         (stall / "release").touch()  # whether Tune stops the held trial before or after it goes on, the budget is not spent
-        code = proc.wait(300)
+        code = proc.wait(900)
     finally:
         _reap(proc)
     out = log.read_text()

@@ -181,7 +181,7 @@ print(json.dumps({{"head": cluster.head_node.node_id, "worker": worker.node_id}}
 cluster.shutdown()
 sys.exit(code)
 """
-    proc = subprocess.run([PYTHON, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([PYTHON, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     nodes = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"head"')))
