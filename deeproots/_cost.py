@@ -30,6 +30,7 @@ import thop
 import torch
 import torch.nn as nn
 
+from ._meta import shape_ops_only
 from .models import aux_heads, drop_aux
 
 __all__ = ["Cost", "count_cost", "Latency", "measure_latency", "compare_latency", "fold_batchnorm", "LatencyCache"]
@@ -136,7 +137,8 @@ def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None,
     rules.update(_RULES)
     runner: nn.Module = _TrainingTop(probe) if aux and aux_heads(probe) else probe
     try:
-        flops, _ = thop.profile(runner, inputs=(x,), custom_ops=rules, verbose=False)
+        with shape_ops_only():  # on a meta build BatchNorm's Python meta kernel would import torch._dynamo (~1 s)
+            flops, _ = thop.profile(runner, inputs=(x,), custom_ops=rules, verbose=False)
     except RuntimeError as exc:
         raise ValueError(f"input_size {tuple(input_size)} does not fit this network: {exc}") from exc
     counted: dict[int, int] = {}  # id(tensor) -> elements: a tied tensor is one set of parameters

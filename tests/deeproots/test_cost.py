@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 import deeproots
 from deeproots._cost import LatencyCache
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_costing_leaves_the_model_untouched() -> None:
@@ -198,3 +202,44 @@ def test_cli_googlenet_reproduces_the_papers_table() -> None:
         "root-8": (964_383_656, 17_504_744),
         "root-16": (756_887_912, 16_308_968),
     }
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x: torch.nn.functional.batch_norm(x, None, None, training=True),
+        lambda x: torch.nn.functional.adaptive_avg_pool2d(x, (2, None)),
+        lambda x: torch.nn.functional.adaptive_max_pool2d(x, 3),
+        lambda x: x + x[:, :1],
+        lambda x: torch.add(x, 1.0),
+        lambda x: torch.cat([x, x[:, :2]], dim=-3),
+        lambda x: torch.nn.functional.linear(x, torch.ones(7, x.shape[-1], device=x.device)),
+        lambda x: torch.nn.functional.dropout(x, 0.5, training=True),
+    ],
+)
+def test_meta_shortcuts_give_the_shapes_the_real_ops_give(op: Any) -> None:
+    """``shape_ops_only`` skips the Python meta kernels of some ops (each would import torch._dynamo):
+    on meta tensors it must give the real op's shape, on real tensors the real op's values."""
+    from deeproots._meta import shape_ops_only
+
+    x = torch.randn(2, 5, 6, 4)
+    real = op(x)
+    with shape_ops_only():
+        assert op(x.to("meta")).shape == real.shape
+        torch.manual_seed(0)
+        again = op(x)
+    torch.manual_seed(0)
+    assert torch.equal(again, op(x))
+
+
+def test_costing_a_meta_build_does_not_import_the_compiler() -> None:
+    """Costing every registry network built as shapes only stays off torch._dynamo (~1 s of start-up)."""
+    script = (
+        "import sys, deeproots\nfrom deeproots._meta import shapes_only\n"
+        "from deeproots.models import list_architectures\nfor arch in list_architectures():\n"
+        "    with shapes_only():\n        m = deeproots.build_model(arch)\n    deeproots.count_cost(m)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "False"
