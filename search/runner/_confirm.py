@@ -26,7 +26,6 @@ search trained with), or ``trainer.seed ... + K - 1`` when ``confirm.overrides``
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -347,7 +346,7 @@ def _tune(space: ResolvedSpace, name: str, trial_storage: Any, payload: _Tasks, 
     import ray  # noqa: PLC0415
     from ray import tune  # noqa: PLC0415
 
-    from ._driver import _ray_init  # noqa: PLC0415
+    from ._driver import _ray_init, fit_quietly  # noqa: PLC0415
 
     started = _ray_init(address)
     r = space.spec.resources
@@ -365,18 +364,10 @@ def _tune(space: ResolvedSpace, name: str, trial_storage: Any, payload: _Tasks, 
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the companion study records the latest one
         ),
     )  # fmt: skip
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    tune_logger = logging.getLogger("ray.tune")
-    level = tune_logger.level
-    tune_logger.setLevel(logging.CRITICAL)
-    interrupted = False
+    interrupted = False  # stays False if fit raises: the error is what the caller sees
     try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
+        interrupted = fit_quietly(tuner)
     finally:
-        tune_logger.setLevel(level)
         open_trials = recorder.abandon()
         if started:
             ray.shutdown()

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .._text import duration
 from ..engine._study import RunPaths, RunPlan, _sqlite_path, make_sampler, open_storage, plan_run, prepare_study
-from ..space._schema import SpaceError
 from ..outputs._tables import outcome_counts, pareto_rows, pareto_table, state_counts, stopped_at_rungs
+from ..space._schema import SpaceError
 from ._estimate import concurrency, console, estimate_time
 
 if TYPE_CHECKING:
@@ -357,6 +357,28 @@ def _latency_measurer(space: ResolvedSpace, paths: RunPaths) -> Callable[[Any], 
     return measure
 
 
+def fit_quietly(tuner: Any) -> bool:
+    """``tuner.fit()`` with Tune printing nothing of its own (progress is ours); True when a
+    ``KeyboardInterrupt`` came through it.
+
+    A trial's error is recorded in the study (``fail_reason``) and its folder (``error.txt``); Tune's
+    tracebacks and its "resume with Tuner.restore" hints would only bury the progress lines. Tune
+    catches a Ctrl-C itself and returns normally, so a caller also checks whether its work was done.
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.CRITICAL)
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        tune_logger.setLevel(level)
+    return False
+
+
 def _tune(
     space: ResolvedSpace, paths: RunPaths, trial_storage: Any, searcher: Any, stopper: Any, study: Any,
     out: Callable[[Any], None], estimate: bool, trial_fn: Callable[..., None] | None = None,
@@ -399,20 +421,10 @@ def _tune(
         ),
     )  # fmt: skip
     searcher.on_event = lambda msg: out(f"  {msg}")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing; progress is ours
-    # A trial's error is recorded in the study (fail_reason) and its folder (error.txt); Tune's
-    # tracebacks and its "resume with Tuner.restore" hints would only bury the progress lines.
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    tune_logger = logging.getLogger("ray.tune")
-    level = tune_logger.level
-    tune_logger.setLevel(logging.CRITICAL)
-    interrupted = False
+    interrupted = False  # stays False if fit raises: the error is what the caller sees
     try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
+        interrupted = fit_quietly(tuner)
     finally:
-        tune_logger.setLevel(level)
         open_trials = searcher.abandon("the search was stopped (Ctrl-C) while this trial ran; its schedule is retried on rerun")
         # Tune catches Ctrl-C itself and returns normally; when it lands between two trials no trial is
         # open. Tune ends on its own only when the searcher says FINISHED (budget spent, space
