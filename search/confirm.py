@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
+from ._cli import OneLineParser
 from .space._schema import SpaceError
 
 if TYPE_CHECKING:
@@ -34,14 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        print(f"error: {message} (see python -m search.confirm --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m search.confirm",
         description="Retrain a run's front and its tied band with several seeds at a higher fidelity.",
         epilog="Results go to the companion study <study>-confirm; rerunning resumes.",

@@ -19,10 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
+from ._cli import OneLineParser
 from .outputs._locate import ExportError
 
 if TYPE_CHECKING:
@@ -39,14 +38,8 @@ def __getattr__(name: str):  # noqa: ANN202 (PEP 562: the export's heavy imports
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        print(f"error: {message} (see python -m search.export --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m search.export", description="Export the Pareto set of a search: configs, weights, test accuracy, plots, report.")  # fmt: skip
+    p = OneLineParser(prog="python -m search.export", description="Export the Pareto set of a search: configs, weights, test accuracy, plots, report.")  # fmt: skip
     p.add_argument("run", nargs="?", help="run folder (runs/<name>), holding run.json or study.db")
     p.add_argument("--storage", help="SQLAlchemy URL of the study (instead of RUN)")
     p.add_argument("--study", help="study name (default: the run's; required with --storage if it holds several)")

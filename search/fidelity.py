@@ -19,21 +19,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
 
+from ._cli import OneLineParser
 from .space._schema import SpaceError
 
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        print(f"error: {message} (see python -m search.fidelity --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m search.fidelity",
         description="Measure whether a space's fidelity ranks its schedules: two training seeds, Kendall's tau.",
         epilog="Results are stored in the run's storage; a search at the same fidelity imports them.",

@@ -16,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
 
+from ._cli import OneLineParser
 from .space._schema import SpaceError
 
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
-        print(f"error: {message} (see python -m search.run --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m search.run",
         description="Search grouping schedules: Ray Tune trials, Optuna multi-objective Pareto search.",
         epilog="Keys of a space file: spaces/README.md. Rerunning the same command resumes the run.",
