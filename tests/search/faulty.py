@@ -105,3 +105,15 @@ def register() -> None:
         NAME, input_size=spec.input_size, num_classes=spec.num_classes, stage_of=spec.stage_of,
         families=spec.families, paper_n=spec.paper_n, description="test: NIN that fails on purpose",
     )(_build)
+
+
+
+def done_at_once(config: dict[str, Any], ctx: Any) -> None:
+    """A trial function (``run_search(trial_fn=...)``) that trains nothing and reports a finished
+    result at once (validation accuracy 0.5)."""
+    from ray import tune
+
+    values = {p.name: int(config[p.name]) for p in ctx.space.params.params}
+    epochs = ctx.space.train.epochs
+    tune.report({"status": "done", "epoch": epochs, "epochs": epochs, "val_accuracy": 0.5, "images_per_second": 0.0,
+                 "schedule_id": ctx.space.params.schedule(values).id, **config["__costs"], "device": "cpu"})  # fmt: skip

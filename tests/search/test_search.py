@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -119,6 +120,34 @@ def test_early_stopped_trials_end_pruned_and_spend_only_their_epochs(ray_session
     assert result.epochs_spent == spent and 9 <= spent < 9 + 3  # 3 full trials' epochs, the last one may finish
     assert result.counted > result.evaluated  # stopping bought more schedules for the same epochs
     assert any("stopped early" in line for line in lines)
+
+
+def test_a_ctrl_c_between_two_trials_stops_the_search(ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray Tune catches a Ctrl-C itself and returns normally; one that lands just after the only running
+    trial was recorded leaves no trial open. The search must still call itself stopped (exit 130,
+    "rerun to resume"), not done with its budget unspent."""
+    from search.engine._searcher import ScheduleSearch
+    from tests.search.faulty import done_at_once
+
+    recorded = ScheduleSearch.on_trial_complete
+    sent: list[int] = []
+
+    def then_ctrl_c(self: ScheduleSearch, *args: Any, **kwargs: Any) -> None:
+        recorded(self, *args, **kwargs)
+        if not sent:  # once: Tune's handler, installed while it runs, only sets its stop flag
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(ScheduleSearch, "on_trial_complete", then_ctrl_c)
+    lines: list[str] = []
+    space = load_space(tiny(search={"trials": 3}, resources={"max_concurrent": 1}))
+    result = run_search(space, runs_dir=tmp_path / "runs", estimate=False, export=False,
+                        print_fn=lambda x: lines.append(str(x)), trial_fn=done_at_once)  # fmt: skip
+    assert result.interrupted, "\n".join(lines)
+    assert any("rerun the same command to resume" in line for line in lines)
+    study = optuna.load_study(study_name="tiny", storage=result.paths.storage_url)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1  # the budget was not spent
 
 
 def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session: Any, tmp_path: Path) -> None:
