@@ -11,7 +11,8 @@ Example:
     python -m search.fidelity spaces/nin.yaml --schedules 12 --set data.root=../shared/data
     python -m search.fidelity spaces/nin.yaml --profile cpu --against trainer.epochs=6
 
-Exit status: 0 done, 1 a runtime error, 2 an invalid space, override or option (one line on
+Exit status: 0 done, 1 a runtime error (one line when no verdict is possible: a measurement's
+search stopped, or too few schedules have results), 2 an invalid space, override or option (one line on
 stderr, nothing trained), 130 stopped by Ctrl-C (what finished is kept; rerunning trains the rest).
 """
 
@@ -93,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:  # FidelityError: no verdict possible (one line; what finished is kept)
+        from .runner._fidelity import FidelityError  # noqa: PLC0415
+
+        if not isinstance(e, FidelityError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stopped (Ctrl-C); rerun the same command to train the rest", file=sys.stderr)
         return 130

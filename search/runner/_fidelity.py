@@ -39,12 +39,18 @@ from ..space._schema import SpaceError
 if TYPE_CHECKING:
     from ..space import ResolvedSpace
 
-__all__ = ["FidelityReport", "Measurement", "check_fidelity", "sample_schedules", "verdict", "RANKS", "fidelity_study"]
+__all__ = ["FidelityError", "FidelityReport", "Measurement", "check_fidelity", "sample_schedules", "verdict", "RANKS",
+           "fidelity_study"]  # fmt: skip
 
 #: The bootstrap interval's lower end of the seed-to-seed tau at or above which a fidelity "can
 #: rank" a space's schedules: at least three pairs of schedules in four keep their order when only
 #: the training seed changes (tau = concordant - discordant share of pairs).
 RANKS = 0.5
+
+
+class FidelityError(ValueError):
+    """The check cannot give a verdict: a measurement's search stopped, or too few schedules have a
+    result in every measurement. The message says what happened and that a rerun trains the rest."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +270,9 @@ def _train(
                             export=False, print_fn=_quiet_tables(out), trial_fn=trial_fn, study=study)  # fmt: skip
         if result.interrupted:
             raise KeyboardInterrupt
+        if result.stop_reason:
+            raise FidelityError(f"{label}: the search that trains this measurement stopped: {result.stop_reason}; "
+                                "fix that and rerun the same command (every result stored so far is kept)")  # fmt: skip
         known = stored_results(storage_url, key)
     accuracy = {sid: known.get(sid) for sid, _, _ in sample}
     trained = sum(1 for sid, _, _ in todo if accuracy[sid] is not None)
@@ -310,7 +319,8 @@ def check_fidelity(
     Raises:
         SpaceError: bad arguments or overrides (naming them), a second fidelity equal to the
             space's, a run being searched by another process.
-        ValueError: fewer than three schedules with a result in every measurement.
+        FidelityError: a measurement's search stopped before its budget (e.g. every trial failed), or
+            fewer than three schedules have a result in every measurement.
 
     Example:
         >>> from search import load_space, check_fidelity
@@ -379,7 +389,8 @@ def _report(
         notes.append(f"{len(missing)} schedule(s) without a result in every measurement (failed trials?) left out: "
                      f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")  # fmt: skip
     if len(compared) < 3:
-        raise ValueError(f"only {len(compared)} schedule(s) have a result in every measurement: Kendall's tau needs at least 3")
+        raise FidelityError(f"only {len(compared)} schedule(s) have a result in every measurement (failed trials?): "
+                            "Kendall's tau needs at least 3; rerun with more --schedules")  # fmt: skip
     seed_cols = [[m.accuracy[sid] for sid in compared] for m in measured]
     rows = [[m.accuracy[sid] for m in measured] for sid in compared]
     mean_acc = statistics.fmean(v for col in seed_cols for v in col)  # type: ignore[misc]

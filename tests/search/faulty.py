@@ -117,3 +117,13 @@ def done_at_once(config: dict[str, Any], ctx: Any) -> None:
     epochs = ctx.space.train.epochs
     tune.report({"status": "done", "epoch": epochs, "epochs": epochs, "val_accuracy": 0.5, "images_per_second": 0.0,
                  "schedule_id": ctx.space.params.schedule(values).id, **config["__costs"], "device": "cpu"})  # fmt: skip
+
+
+def fails_at_once(config: dict[str, Any], ctx: Any) -> None:
+    """A trial function that reports a deterministic failure at once, as the trainer does for a
+    non-finite loss (``status: failed``): never retried, counted by the searcher's failure streak."""
+    from ray import tune
+
+    values = {p.name: int(config[p.name]) for p in ctx.space.params.params}
+    tune.report({"status": "failed", "error": "deeproots.training.NonFiniteLossError: training loss is nan (test)",
+                 "schedule_id": ctx.space.params.schedule(values).id, **config["__costs"]})  # fmt: skip

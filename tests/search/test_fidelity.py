@@ -52,6 +52,19 @@ def test_verdict_sentences() -> None:
     assert "its order agrees with" in verdict("nin", _agreement(0.8, 0.6, 0.9), _agreement(0.6, 0.2, 0.8), "data.subset=9000")
 
 
+def test_a_measurement_whose_trials_all_fail_ends_the_check_in_one_error(ray_session: Any, tmp_path: Path) -> None:
+    """Every trial failing stops the measurement's search (its failure streak): the check says so in one
+    FidelityError naming the cause, and trains no second measurement; the CLI prints it as one line."""
+    from search.runner._fidelity import FidelityError
+    from tests.search.faulty import fails_at_once
+
+    lines: list[str] = []
+    with pytest.raises(FidelityError, match=r"^seed 0: the search that trains this measurement stopped: .*training loss is nan \(test\).*rerun the same command"):
+        check_fidelity(load_space(tiny()), schedules=4, seeds=2, runs_dir=tmp_path / "runs", estimate=False,
+                       print_fn=lambda x: lines.append(str(x)), trial_fn=fails_at_once)  # fmt: skip
+    assert not any(line.startswith("  seed 1:") for line in lines)  # the second measurement never started
+
+
 def test_check_stores_its_results_and_a_later_search_imports_them(ray_session: Any, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     space = load_space(tiny())  # 9 schedules; seed orig; trainer.seed 0
