@@ -160,9 +160,10 @@ def _run_driver(script: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
 
 
-def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
-    """The driver is SIGKILLed while one trial is finished and the next is held in epoch 2 with its
-    epoch-1 checkpoint recorded; the rerun keeps the finished one and resumes the other from there."""
+def _one_finished_one_held(tmp_path: Path) -> tuple[subprocess.Popen, str, Path, Path, list[str]]:
+    """Start a search of 3 trials of 3 epochs, one at a time, and return (driver, study URL, stall
+    folder, driver log, the driver's arguments) once trial 1 (orig) is COMPLETE and trial 2 (STALL) is held in epoch 2 with
+    its epoch-1 checkpoint recorded. The caller reaps the driver."""
     stall = tmp_path / "stall"
     stall.mkdir()
     space = _space(tmp_path, model={"arch": "nin_faulty"}, seeds=["orig", STALL], trainer={"epochs": 3},
@@ -174,6 +175,17 @@ def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
     try:
         _wait(lambda: stalled(stall) and _checkpoint_recorded(url, complete=1), proc, log,
               "a finished trial and a stalled one with its epoch-1 checkpoint recorded")  # fmt: skip
+    except BaseException:
+        _reap(proc)
+        raise
+    return proc, url, stall, log, argv
+
+
+def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
+    """The driver is SIGKILLed while one trial is finished and the next is held in epoch 2 with its
+    epoch-1 checkpoint recorded; the rerun keeps the finished one and resumes the other from there."""
+    proc, url, stall, _, argv = _one_finished_one_held(tmp_path)
+    try:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -202,17 +214,8 @@ def test_resume_after_kill_9_of_the_driver(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     """Ctrl-C while one trial is finished and the next is held mid-epoch: exit 130, no trial left
     RUNNING, and the rerun finishes the budget without training anything twice."""
-    stall = tmp_path / "stall"
-    stall.mkdir()
-    space = _space(tmp_path, model={"arch": "nin_faulty"}, seeds=["orig", STALL], trainer={"epochs": 3},
-                   search={"trials": 3}, resources={"max_concurrent": 1})  # fmt: skip
-    argv = [str(space), "--runs-dir", "runs", "--no-estimate", "--no-export"]
-    url = f"sqlite:///{tmp_path}/runs/tiny/study.db"
-    log = tmp_path / "first.log"
-    proc = _start(_driver_script(argv, stall), tmp_path, log)
+    proc, url, stall, log, argv = _one_finished_one_held(tmp_path)
     try:
-        _wait(lambda: stalled(stall) and _checkpoint_recorded(url, complete=1), proc, log,
-              "a finished trial and a stalled one with its epoch-1 checkpoint recorded")  # fmt: skip
         proc.send_signal(signal.SIGINT)
         (stall / "release").touch()  # whether Tune stops the held trial before or after it goes on, the budget is not spent
         code = proc.wait(900)
