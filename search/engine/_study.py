@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from ..space import SpaceError
 from ..space._params import ENCODING
-from .record import Attr, Outcome, StudyAttr, StudyMeta, constraint_values
+from .record import Attr, Outcome, StudyAttr, StudyMeta, TrialView, constraint_values
 
 if TYPE_CHECKING:
     from ..space import ResolvedSpace
@@ -396,8 +396,9 @@ def prepare_study(
             period and two heartbeats).
 
     Returns:
-        ``{"created": bool, "recovered": int, "retry": int, "imported": int}``: trials of a stopped
-        driver failed, and how many of them were queued again.
+        ``{"created": bool, "recovered": int, "retry": int, "imported": int, "seeds_retried": int}``:
+        trials of a stopped driver failed, how many of them were queued again, results imported, and
+        seeds queued again after a failure a retry may cure.
 
     Raises:
         SpaceError: RUNNING trials keep getting heartbeats after the wait: a driver still runs them.
@@ -407,7 +408,7 @@ def prepare_study(
     pspace = space.params
     name = plan.paths.study_name
     directions = [DIRECTIONS[o] for o in space.objectives]
-    info: dict[str, Any] = {"created": False, "recovered": 0, "retry": 0, "imported": 0}
+    info: dict[str, Any] = {"created": False, "recovered": 0, "retry": 0, "imported": 0, "seeds_retried": 0}
     existing = [s.study_name for s in storage.get_all_studies()]
     if plan.mode == "restart" and name in existing:  # made with another space, nothing finished: made anew
         optuna.delete_study(study_name=name, storage=storage)
@@ -422,8 +423,47 @@ def prepare_study(
     else:
         study = optuna.load_study(study_name=name, storage=storage)
         info.update(_recover_running(study, storage, space, say or (lambda _: None), stale_wait))
+        info["seeds_retried"] = _requeue_failed_seeds(study, space)
     study.set_user_attr(StudyAttr.TRIALS, space.spec.search.trials)
     return info
+
+
+def _requeue_failed_seeds(study: optuna.Study, space: ResolvedSpace) -> int:
+    """Queue again each seed of the space whose trials failed with an error a retry may cure (a worker
+    that died, a missing module...), at most ``search.max_retries`` times, unless it is answered or
+    queued already. Seeds are queued once, when the study is made; without this a seed that failed
+    in an earlier run (say, of a broken environment, then fixed) would never be trained, and the
+    sampler would spend its budget elsewhere. Returns how many were queued."""
+    from ._searcher import deterministic  # noqa: PLC0415
+
+    pspace = space.params
+    done: set[tuple[int, ...]] = set()
+    queued: set[tuple[int, ...]] = set()
+    dead: set[tuple[int, ...]] = set()
+    failed: dict[tuple[int, ...], list[optuna.trial.FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False):
+        key = trial_key(pspace, t.params) if t.params else None
+        if key is None:
+            continue
+        view = TrialView(t)
+        if t.state in (TrialState.WAITING, TrialState.RUNNING):
+            queued.add(key)
+        elif t.state != TrialState.FAIL or view.outcome not in (Outcome.FAILED, Outcome.INTERRUPTED):
+            done.add(key)  # answered: a result, or a proposal answered without training (duplicate, infeasible)
+        elif view.outcome == Outcome.FAILED:
+            failed.setdefault(key, []).append(t)
+            if deterministic(view.reason or ""):
+                dead.add(key)
+    n = 0
+    for label, values in pspace.seeds:
+        key = pspace.key(values)
+        tries = failed.get(key, [])
+        if not tries or key in done or key in queued or key in dead or len(tries) > space.spec.search.max_retries:
+            continue
+        study.enqueue_trial(values, user_attrs={Attr.SEED: label, Attr.RETRY_OF: tries[-1].number})
+        queued.add(key)
+        n += 1
+    return n
 
 
 def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -253,6 +253,9 @@ def _run_locked(
         if info["recovered"]:
             out(f"  {info['recovered']} trial(s) left RUNNING by a stopped driver marked FAIL; "
                 f"{info['retry']} schedule(s) queued again, each resuming from the checkpoint it reached")  # fmt: skip
+        if info["seeds_retried"]:
+            out(f"  {info['seeds_retried']} seed(s) whose trials failed with an error a retry may cure queued again "
+                f"(at most search.max_retries = {space.spec.search.max_retries} retries each)")  # fmt: skip
     trial_storage = paths.trial_storage()
     out(f"trials keep their checkpoints in {trial_storage.describe()}")
 

@@ -127,3 +127,13 @@ def fails_at_once(config: dict[str, Any], ctx: Any) -> None:
     values = {p.name: int(config[p.name]) for p in ctx.space.params.params}
     tune.report({"status": "failed", "error": "deeproots.training.NonFiniteLossError: training loss is nan (test)",
                  "schedule_id": ctx.space.params.schedule(values).id, **config["__costs"]})  # fmt: skip
+
+
+def worker_setup_fails(config: dict[str, Any], ctx: Any) -> None:
+    """A trial function that fails as a broken environment does (an error a retry may cure once the
+    environment is fixed): reports ``status: failed`` with a ``ModuleNotFoundError``."""
+    from ray import tune
+
+    values = {p.name: int(config[p.name]) for p in ctx.space.params.params}
+    tune.report({"status": "failed", "error": "ModuleNotFoundError: No module named 'a_module_of_the_environment'",
+                 "schedule_id": ctx.space.params.schedule(values).id, **config["__costs"]})  # fmt: skip

@@ -150,6 +150,27 @@ def test_a_ctrl_c_between_two_trials_stops_the_search(ray_session: Any, tmp_path
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1  # the budget was not spent
 
 
+def test_seeds_that_failed_with_a_curable_error_are_trained_on_the_rerun(ray_session: Any, tmp_path: Path) -> None:
+    """Every trial of the first run fails as a broken environment does; the search stops on its failure
+    streak. Once the environment is fixed, the rerun trains the seeds (queued once, when the study was
+    made) instead of spending the budget on other schedules."""
+    from tests.search.faulty import done_at_once, worker_setup_fails
+
+    seeds = ["orig", "nin:1-1-1-2-1-1-1-1-1", "nin:1-1-1-1-1-1-2-1-1", "nin:1-1-1-2-1-1-2-1-1"]
+    space = load_space(tiny(seeds=seeds, search={"trials": 4}, resources={"max_concurrent": 1}))
+    runs = tmp_path / "runs"
+    first = run_search(space, runs_dir=runs, estimate=False, export=False, print_fn=lambda _: None, trial_fn=worker_setup_fails)
+    assert first.stop_reason and "ModuleNotFoundError" in first.stop_reason
+    lines: list[str] = []
+    second = run_search(space, runs_dir=runs, estimate=False, export=False, print_fn=lambda x: lines.append(str(x)),
+                        trial_fn=done_at_once)  # fmt: skip
+    assert not second.stop_reason and not second.interrupted
+    study = optuna.load_study(study_name="tiny", storage=second.paths.storage_url)
+    trained = {t.user_attrs["schedule_id"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert trained == {"nin:1-1-1-1-1-1-1-1-1", *seeds[1:]}, trained  # the seeds, not random schedules
+    assert any("seed(s) whose trials failed with an error a retry may cure queued again" in line for line in lines)
+
+
 def test_duplicates_are_not_retrained_and_a_small_space_stops_early(ray_session: Any, tmp_path: Path) -> None:
     result, study, lines = search(
         tmp_path, groups=[{"layers": "conv2a", "choices": [1, 2]}], search={"trials": 5, "seed": 3},

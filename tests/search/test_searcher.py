@@ -315,7 +315,7 @@ def test_a_stopped_drivers_trials_are_found_by_heartbeat_and_resume_from_their_c
     url = f"sqlite:///{tmp_path}/study.db"
     storage = open_storage(url, heartbeat=True)
     info = prepare_study(plan_run(space, runs_dir=tmp_path, storage=url), space, storage, {}, say=lines.append, stale_wait=60)
-    assert info == {"created": False, "recovered": 1, "retry": 1, "imported": 0}
+    assert info == {"created": False, "recovered": 1, "retry": 1, "imported": 0, "seeds_retried": 0}
     study = optuna.load_study(study_name="tiny", storage=url)
     stale = study.trials[1]
     assert stale.state == TrialState.FAIL and "outcome" not in stale.user_attrs  # failed by Optuna's heartbeat check
