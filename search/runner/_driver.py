@@ -367,6 +367,8 @@ def fit_quietly(tuner: Any) -> bool:
     A trial's error is recorded in the study (``fail_reason``) and its folder (``error.txt``); Tune's
     tracebacks and its "resume with Tuner.restore" hints would only bury the progress lines. Tune
     catches a Ctrl-C itself and returns normally, so a caller also checks whether its work was done.
+    Afterwards the scratch folders of this host's killed workers are removed
+    (:func:`search.runner._trial.sweep_orphaned_scratch`).
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
@@ -379,6 +381,9 @@ def fit_quietly(tuner: Any) -> bool:
         return True
     finally:
         tune_logger.setLevel(level)
+        from ._trial import sweep_orphaned_scratch  # noqa: PLC0415
+
+        sweep_orphaned_scratch()  # this host's folders of trials whose worker Ray killed
     return False
 
 

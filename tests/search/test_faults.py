@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import yaml
 from optuna.trial import TrialState
 
 from search import Outcome, TrialView
+from search.runner._trial import SCRATCH_PREFIX
 from tests.search.conftest import PYTHON, ROOT, tiny
 from tests.search.faulty import DAMAGED_ENV, STALL_ENV, stalled
 
@@ -126,6 +128,8 @@ def test_a_killed_worker_is_restarted_from_its_checkpoint_and_deterministic_erro
         url = f"sqlite:///{tmp_path}/runs/tiny/study.db"
         _wait(lambda: stalled(stall) and _checkpoint_recorded(url), proc, log, "a stalled worker, its epoch-1 checkpoint recorded")
         (worker,) = stalled(stall)
+        scratch = f"{SCRATCH_PREFIX}{worker['pid']}-*"
+        assert len(list(Path(tempfile.gettempdir()).glob(scratch))) == 1  # its training state, mid-epoch
         os.kill(worker["pid"], signal.SIGKILL)  # the Ray worker running the trial, held in epoch 2
         (stall / "release").touch()  # only now: the killed worker never got past its stall
         code = proc.wait(900)
@@ -133,6 +137,7 @@ def test_a_killed_worker_is_restarted_from_its_checkpoint_and_deterministic_erro
         _reap(proc)
     out = log.read_text()
     assert code == 0, out[-4000:]
+    assert not list(Path(tempfile.gettempdir()).glob(scratch))  # the killed worker's folder was swept
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/runs/tiny/study.db")
     done = _trained_once(study, 3)
     (t,) = [t for t in done if t.user_attrs["schedule_id"] == STALL]
