@@ -8,18 +8,56 @@ one :class:`SpaceError` line naming the key -- nothing is written before that.
 from __future__ import annotations
 
 import json
+import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ._schema import SearchSpace, SpaceError
+from ._schema import RUN_NAME_PATTERN, SearchSpace, SpaceError
 
 if TYPE_CHECKING:
     from ._resolve import ResolvedSpace
 
 __all__ = ["load_space", "read_space", "profile_names", "parse_override", "apply_override"]
+
+
+class _SpaceLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two YAML 1.2 habits users expect of a config file:
+
+    * ``5e-2``, ``1e3``, ``-2E+4`` are numbers (YAML 1.1, which PyYAML follows, reads a mantissa
+      without a dot as a string, so ``lr: 5e-2`` was refused as "not a number");
+    * a key given twice in one mapping is an error (YAML 1.2 requires unique keys; PyYAML silently
+      keeps the last one, so a second ``name:`` or ``trainer:`` block would replace the first).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                break
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first.line + 1})", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+_SpaceLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    """``text`` parsed as YAML by :class:`_SpaceLoader` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_SpaceLoader)  # noqa: S506 -- a SafeLoader subclass
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -33,7 +71,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not sep or not key:
         raise SpaceError("--set", f"expected key.path=value, got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw  # a plain string that YAML cannot parse (e.g. "a: b")
     parts = key.split(".")
@@ -70,12 +108,39 @@ def apply_override(doc: dict[str, Any], parts: list[str], value: Any) -> None:
             raise SpaceError(".".join(parts[:i]), f"is a value ({node!r}), it has no key {part!r}")
 
 
+_UNION_TAGS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "none": "null"}
+
+
+def _union_member(part: Any) -> str | None:
+    """What pydantic's location tag of a union member (``literal['paper']``, ``list[str]``) stands for, else None."""
+    text = str(part)
+    if text in _UNION_TAGS:
+        return _UNION_TAGS[text]
+    if text.startswith("literal[") and text.endswith("]"):
+        return text.removeprefix("literal[").removesuffix("]").replace("|", " or ")
+    if text.startswith(("list[", "tuple[")):
+        return f"a list of {_UNION_TAGS.get(text[text.index('[') + 1 : -1].split(',')[0].strip(), 'values')}s".replace(
+            "a strings", "strings").replace("an integers", "integers").replace("a numbers", "numbers")  # fmt: skip
+    return None
+
+
 def _format_validation_error(err: ValidationError) -> SpaceError:
-    first = err.errors(include_url=False)[0]
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    tags = [_union_member(p) for p in first["loc"]]
+    if any(tags):
+        # a value that fits no member of a union (seeds: 'paper' | list[str]): one line with every member
+        where = tuple(p for p, t in zip(first["loc"], tags) if t is None)
+        members = [m for e in errors for p in e["loc"] if (m := _union_member(p))
+                   and tuple(q for q in e["loc"] if _union_member(q) is None) == where]  # fmt: skip
+        loc = ".".join(str(p) for p in where if not str(p).startswith("function-"))
+        return SpaceError(loc, f"expected {' or '.join(dict.fromkeys(members))} (got {first.get('input')!r:.60})")
     loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
     kind = first["type"]
     msg = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
+    if kind == "string_pattern_mismatch" and loc == "name":
+        return SpaceError(loc, f"a run name holds letters, digits, _ . - and starts with a letter or digit (got {given!r:.60})")
     if kind == "extra_forbidden":
         msg = "unknown key"
         parent_loc = first["loc"][:-1]
@@ -111,12 +176,24 @@ def _model_in(ann: Any) -> Any:
     return None
 
 
+def _shown(p: Path, limit: int = 120) -> str:
+    """``p`` for an error line: a path longer than ``limit`` characters is cut in the middle."""
+    text = str(p)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]} ({len(text)} characters)"
+
+
 def _read_yaml(p: Path) -> Any:
     """The parsed YAML of a space file; one-line SpaceError for anything that is not readable YAML text."""
-    if p.is_dir():
-        raise SpaceError("", f"{p} is a folder, not a space file (e.g. spaces/nin.yaml)")
-    if not p.is_file():
-        raise SpaceError("", f"space file not found: {p}")
+    try:
+        mode = p.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise SpaceError("", f"space file not found: {_shown(p)}") from None
+    except OSError as e:  # a name too long, a loop of links, no permission on a folder
+        raise SpaceError("", f"{_shown(p)}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if stat.S_ISDIR(mode):
+        raise SpaceError("", f"{_shown(p)} is a folder, not a space file (e.g. spaces/nin.yaml)")
+    if not stat.S_ISREG(mode):
+        raise SpaceError("", f"{_shown(p)} is not a regular file (a device, pipe or socket); give a space file (e.g. spaces/nin.yaml)")
     try:
         raw = p.read_bytes()
     except OSError as e:
@@ -128,7 +205,7 @@ def _read_yaml(p: Path) -> Any:
             "", f"{p}: not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}); a space file is YAML text"
         ) from None
     try:
-        return yaml.safe_load(text)
+        return _yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         position = getattr(e, "position", None)  # a ReaderError: a character YAML does not allow
@@ -173,9 +250,23 @@ def _apply_profile(doc: dict[str, Any], profiles: Any, profile: str) -> None:
         if any(not p for p in parts) or parts[0] == "profiles":
             raise SpaceError(f"profiles.{profile}", f"malformed key {key!r}")
         try:
-            apply_override(doc, parts, value)
+            _merge(doc, parts, value)
         except SpaceError as e:
             raise SpaceError(f"profiles.{profile}.{key}", str(e)) from None
+
+
+def _merge(doc: dict[str, Any], parts: list[str], value: Any) -> None:
+    """:func:`apply_override`, but a mapping given where the document holds a mapping is merged key by
+    key (a profile's ``trainer: {epochs: 2}`` sets ``trainer.epochs`` and keeps the other trainer keys,
+    as ``trainer.epochs: 2`` does) rather than replacing the whole block."""
+    node: Any = doc
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(value, dict) and isinstance(node, dict) and value:
+        for sub, sub_value in value.items():
+            _merge(doc, [*parts, str(sub)], sub_value)
+    else:
+        apply_override(doc, parts, value)
 
 
 def profile_names(path: str | Path | dict[str, Any]) -> list[str]:
@@ -206,6 +297,9 @@ def read_space(
         SpaceError: one line naming the key and what is allowed.
     """
     doc, default_name = _read_document(path)
+    if name is None and "name" not in doc and not re.match(RUN_NAME_PATTERN, default_name):
+        raise SpaceError("name", f"the run name defaults to the file's name {default_name!r}, which is not one (letters, "
+                                 "digits, _ . -, a letter or digit first): add a name: key to the space or pass --name")  # fmt: skip
     profiles = doc.get("profiles") or {}
     if isinstance(profiles, dict):
         for other in profiles:

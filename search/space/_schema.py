@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..engine.record import Objective
 
-__all__ = ["SpaceError", "SearchSpace"]
+__all__ = ["SpaceError", "SearchSpace", "RUN_NAME_PATTERN"]
+
+#: A run name (``runs/<name>/``, the study's name): letters, digits, ``_``, ``.``, ``-``; a letter or digit first.
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class SpaceError(ValueError):
@@ -32,8 +35,33 @@ class SpaceError(ValueError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
+def _refuses_bool(annotation: Any) -> bool:
+    """Whether a field of this annotation holds numbers (``int``, ``float``, ``int | None``) and no ``bool``."""
+    if annotation is bool or annotation is Any:
+        return False
+    if annotation in (int, float):
+        return True
+    args = [a for a in (getattr(annotation, "__args__", None) or ()) if a is not type(None)]
+    return bool(args) and getattr(annotation, "__origin__", None) not in (dict, Literal) and all(
+        _refuses_bool(a) or a is Ellipsis for a in args
+    )
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """``true`` is not a count: pydantic's lax mode would read it as 1 (``search.trials: true``
+        a budget of one, ``choices: [true, 2]`` the counts 1 and 2)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not _refuses_bool(field.annotation):
+            return v
+        items = v if isinstance(v, (list, tuple)) else [v]
+        if any(isinstance(x, bool) for x in items):
+            raise ValueError("expected a number; true/false is not one here")
+        return v
 
 
 class ModelConfig(_Strict):
@@ -152,7 +180,7 @@ class SearchSpace(_Strict):
         (4, 'nin')
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # run name: runs/<name>/
+    name: str = Field(pattern=RUN_NAME_PATTERN)  # run name: runs/<name>/
     description: str = ""
     model: ModelConfig
     base: str = "orig"  # schedule of every layer no rule searches
