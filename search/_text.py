@@ -34,3 +34,10 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def os_error_line(e: OSError) -> str:
+    """An ``OSError`` as one line naming the file: ``/proc/x: No such file or directory``."""
+    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+    reason = e.strerror or one_line(str(e)) or type(e).__name__
+    return f"{' -> '.join(names)}: {reason}" if names else reason

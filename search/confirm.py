@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         confirm_spaces(space, check_data=False)  # confirm.overrides validated before anything is written
         from .runner._driver import check_resources  # noqa: PLC0415
 
-        check_resources(space, args.address)
+        check_resources(space, args.address, times_latency=False)  # costs were recorded by the search
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

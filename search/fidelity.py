@@ -81,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         from .space import load_space  # noqa: PLC0415
 
         space = load_space(args.space, args.overrides, name=args.name, check_data=False, profile=profile)
+        if space.params.size < 3:
+            raise SpaceError("groups", f"the space holds {space.params.size} distinct schedule(s); Kendall's tau ranks "
+                                       "at least 3: a fidelity check needs a space with more choices")  # fmt: skip
         from .engine._study import plan_run  # noqa: PLC0415
         from .runner._driver import check_resources  # noqa: PLC0415
 
         plan_run(space, runs_dir=args.runs_dir, storage=args.storage, refuse=False)  # the storage opens
-        check_resources(space)
+        check_resources(space, times_latency=False)  # accuracy only
         space = space.with_data()  # last: it may download
         from .runner._fidelity import check_fidelity  # noqa: PLC0415
 

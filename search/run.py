@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from ._cli import OneLineParser
+from ._text import os_error_line
 from .space._schema import SpaceError
 
 __all__ = ["main"]
@@ -139,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the checks above did not foresee: still one line
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     from .runner._driver import run_search  # noqa: PLC0415
 
     try:
@@ -149,6 +153,9 @@ def _run(args: argparse.Namespace) -> int:
     except SpaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the disk, the network, a folder removed under the run: the study keeps what was recorded
+        print(f"error: {os_error_line(e)}; rerun the same command to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stopped (Ctrl-C); rerun the same command to resume", file=sys.stderr)
         return 130

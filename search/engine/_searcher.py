@@ -505,14 +505,17 @@ class ScheduleSearch(Searcher):
         f.checkpoint = record_location(location, self._run_dir)
         f.trial.set_user_attr(Attr.CHECKPOINT, f.checkpoint)
 
-    def record_recovery(self, trial_id: str) -> None:
-        """Tune restarts a trial whose worker or node died, from its last checkpoint (called by :class:`TrialRecorder`)."""
+    def record_recovery(self, trial_id: str, raised: str | None = None) -> None:
+        """Tune restarts a trial, from its last checkpoint, whose worker or node died (``raised`` None)
+        or whose code raised ``raised`` (an error that is not known to be deterministic: out of memory,
+        a file system hiccup); called by :class:`TrialRecorder`."""
         f = self._inflight.get(trial_id)
         if f is None:
             return
         f.recoveries += 1
         done = f.epochs[-1]["epoch"] if f.epochs else len(f.before)
-        self._event(f"#{f.trial.number} {f.schedule_id}: its worker or node died during epoch {done + 1}; Ray Tune "
+        what = f"it raised {raised}" if raised else "its worker or node died"
+        self._event(f"#{f.trial.number} {f.schedule_id}: {what} during epoch {done + 1}; Ray Tune "
                     f"restarts it from {'its epoch-' + str(done) + ' checkpoint' if done else 'the start'} "
                     f"(restart {f.recoveries})")  # fmt: skip
 
@@ -662,16 +665,32 @@ class TrialRecorder(Callback):
         self._searcher.record_checkpoint(trial.trial_id, self._uri_of(checkpoint.path))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
-        self._searcher.record_recovery(trial.trial_id)
+        text = self._error_text(trial)
+        died = not text or any(kind in text for kind in _DEATHS)
+        self._searcher.record_recovery(trial.trial_id, None if died else _raised(text))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
-        reason = "the trial raised (no error recorded)"
+        text = self._error_text(trial)
+        self._searcher.record_error(trial.trial_id, one_line(text) if text else "the trial raised (no error recorded)")
+
+    @staticmethod
+    def _error_text(trial: Any) -> str:
+        """What Tune recorded of the trial's last error ("" when nothing could be read)."""
         try:
             # Tune has just written the error to the trial's local folder (synced to storage later).
             path = trial.error_file
             text = open(path).read() if path and os.path.exists(path) else trial.get_error()
-            if text:
-                reason = one_line(str(text))
+            return str(text or "")
         except Exception as e:  # noqa: BLE001 (a reason is nice to have, never fatal)
-            reason = f"the trial raised ({type(e).__name__} while reading the error)"
-        self._searcher.record_error(trial.trial_id, reason)
+            return f"the trial raised ({type(e).__name__} while reading the error)"
+
+
+#: Ray's errors for a worker, actor or node that is gone (not an exception of the training code).
+_DEATHS = ("ActorDiedError", "RayActorError", "NodeDiedError", "WorkerCrashedError", "ActorUnavailableError",
+           "OutOfMemoryError", "ObjectLostError", "OwnerDiedError")  # fmt: skip
+
+
+def _raised(text: str) -> str:
+    """The exception line of a recorded traceback (``ValueError: ...``), the last line not indented."""
+    lines = [line for line in text.splitlines() if line.strip() and not line[0].isspace()]
+    return one_line(lines[-1] if lines else text)

@@ -302,6 +302,10 @@ def plan_run(
         diff = f"parameters encoded as {study.user_attrs.get(StudyAttr.PARAM_ENCODING)!r}, this version encodes them as {ENCODING!r}"
     else:
         old = study.user_attrs.get(StudyAttr.IDENTITY)
+        if isinstance(old, dict) and isinstance(old.get("data"), dict) and not space.data.get("fingerprint"):
+            # The data is not read yet (a dry run, or the checks before the download): its content is
+            # compared when the driver plans again with it, and damaged data is reported as such then.
+            old = {**old, "data": {k: v for k, v in old["data"].items() if k != "fingerprint"}}
         diff = _diff(old, space.identity()) if old is not None else "the study records no space"
     if diff is None:
         return plan("resume")
@@ -334,6 +338,9 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
     s = space.spec.search
     seed = s.seed + offset
     opts = dict(s.sampler_options)
+    if "seed" in opts:
+        raise SpaceError("search.sampler_options", "'seed' is search.seed's (a resumed search offsets it by the trials "
+                                                   "already made): set search.seed instead")  # fmt: skip
     try:
         if s.sampler == "nsga2":
             seeds = len(space.params.seeds)

@@ -43,6 +43,36 @@ __all__ = ["TrialStorage", "checkpoint_at", "resolve_checkpoint_uri"]
 _SECRET_KEYS = ("access_key", "secret_key", "session_token", "credential", "password", "token")
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written in local ``folder`` (one phrase), or None when they can.
+
+    Tried for real, since permission bits do not tell (root may "write" to ``/proc``; a read-only
+    mount or a full quota says no only when written): the missing folders are made, a small file
+    is written and deleted, and the folders made are removed again -- nothing is left behind.
+    """
+    made: list[Path] = []
+    try:
+        missing = folder
+        while not missing.exists() and not missing.is_symlink() and missing != missing.parent:
+            made.append(missing)
+            missing = missing.parent
+        if missing.exists() and not missing.is_dir():
+            return f"{missing} is a file, not a folder"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".deeproots-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        return None
+    except OSError as e:
+        return f"{e.filename or folder}: {e.strerror or type(e).__name__}"
+    finally:
+        for created in made:  # deepest first
+            try:
+                created.rmdir()
+            except OSError:
+                break
+
+
 @dataclass(frozen=True)
 class TrialStorage:
     """Ray Tune's storage for one search: what ``storage_path`` names, and checkpoint URIs in it.
@@ -110,20 +140,18 @@ class TrialStorage:
         return {"storage_path": path, "storage_filesystem": fs}
 
     def check_writable(self) -> None:
-        """Whether trials can write here, checked before the study is touched: a local folder (or
-        its nearest existing parent) must be writable -- nothing is created; elsewhere a small file is
-        written and deleted.
+        """Whether trials can write here, checked before the study is touched: a local folder is
+        made and a small file written in it, then both removed again (:func:`folder_problem`);
+        elsewhere a small file is written and deleted.
 
         Raises:
             SpaceError: on ``storage_path``, one line: the location cannot be written.
         """
         if self.is_local:
-            folder = Path(self.uri)
-            while not folder.exists() and folder != folder.parent:
-                folder = folder.parent
-            if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-                raise SpaceError("storage_path", f"cannot write to {self.uri}: {folder} is not a writable folder; "
-                                                 "name one this user may write (--storage-path)")  # fmt: skip
+            problem = folder_problem(Path(self.uri))
+            if problem:
+                raise SpaceError("storage_path", f"cannot write to {self.uri}: {problem}; "
+                                                 "name a folder this user may write (--storage-path)")  # fmt: skip
             return
         fs, path = self.filesystem()
         probe = f"{path.rstrip('/')}/.deeproots-write-test-{uuid.uuid4().hex[:8]}"

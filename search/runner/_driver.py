@@ -167,6 +167,12 @@ def run_search(
     plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, study=study, storage_path=storage_path)
     make_sampler(space, space.spec.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
+    from ..engine._trial_storage import folder_problem  # noqa: PLC0415
+
+    problem = folder_problem(paths.root)
+    if problem:
+        raise SpaceError("--runs-dir", f"cannot write the run folder {paths.root}: {problem}; name a folder this user may "
+                                     "write (--runs-dir)")  # fmt: skip
     trial_storage = paths.trial_storage()
     trial_storage.check_writable()
     db = _sqlite_path(paths.storage_url)
@@ -305,13 +311,14 @@ def _run_locked(
     return result
 
 
-def check_resources(space: ResolvedSpace, address: str | None = None) -> None:
+def check_resources(space: ResolvedSpace, address: str | None = None, times_latency: bool = True) -> None:
     """Refuse a space whose trials ask for more than the machine (or the cluster at ``address``) has.
 
     Without this a GPU space on a GPU-less machine waits for ever, its trials PENDING.
 
     Raises:
-        SpaceError: on ``resources.gpus_per_trial`` or ``resources.cpus_per_trial``, naming the fix.
+        SpaceError: on ``resources.gpus_per_trial``, ``resources.cpus_per_trial`` or ``latency.device``
+            (a GPU the driver, which times latency, does not have), naming the fix.
     """
     r = space.spec.resources
     if address is not None:
@@ -331,6 +338,16 @@ def check_resources(space: ResolvedSpace, address: str | None = None) -> None:
         raise SpaceError("resources.gpus_per_trial", f"{r.gpus_per_trial:g} GPU per trial, but {where} has {gpus:g}")
     if r.cpus_per_trial > cpus:
         raise SpaceError("resources.cpus_per_trial", f"{r.cpus_per_trial:g} CPUs per trial, but {where} has {cpus:g}")
+    device = space.spec.latency.device
+    if times_latency and space.spec.measures_latency and device.startswith("cuda"):  # the driver times it, before each trial
+        import torch  # noqa: PLC0415
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = "no CUDA GPU" if count == 0 else f"{count} GPU(s) (cuda:0..cuda:{count - 1})"
+            raise SpaceError("latency.device", f"{device!r}, but this machine has {have}: the driver times latency on its "
+                                               "own host; use latency.device: cpu or run the driver on a GPU host")  # fmt: skip
 
 
 def _latency_measurer(space: ResolvedSpace, paths: RunPaths) -> Callable[[Any], float]:

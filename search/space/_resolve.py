@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,10 +107,8 @@ class ResolvedSpace:
         spec, facts = self.spec, _data_facts(self.spec.data, load=True)
         params, costs = self.params, self.costs
         if (facts["input_size"], facts["num_classes"]) != (self.data["input_size"], self.data["num_classes"]):
-            from deeproots import CostTable  # noqa: PLC0415
-
             params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
-            costs = CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
+            costs = _cost_table(spec, params)
         space = dataclasses.replace(self, params=params, costs=costs, input_size=params.input_size,
                                     num_classes=params.num_classes, data=facts)  # fmt: skip
         _check_feasible(space)
@@ -197,20 +196,45 @@ def _train_config(spec: SearchSpace) -> TrainConfig:
         if key not in fields:
             raise SpaceError(f"trainer.{key}", f"unknown key; allowed: {', '.join(fields)}")
     for name, items in spec.profiles.items():  # the profiles not in use too: a typo there is found today
-        for key in items:
+        for key, value in items.items():
             head, _, field = str(key).partition(".")
-            if head == "trainer" and field.split(".")[0] not in fields:
-                raise SpaceError(f"profiles.{name}", f"trainer.{field}: unknown key; allowed: {', '.join(fields)}")
+            # "trainer.lr: 0.1", or a nested "trainer: {lr: 0.1}" (merged key by key)
+            given = [field.split(".")[0]] if field else list(value) if head == "trainer" and isinstance(value, dict) else []
+            for name_ in given:
+                if head == "trainer" and name_ not in fields:
+                    raise SpaceError(f"profiles.{name}", f"trainer.{name_}: unknown key; allowed: {', '.join(fields)}")
     try:
         cfg = TrainConfig(**trainer)
     except (TypeError, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         key = next((k for k in trainer if k in msg), None)
         raise SpaceError(f"trainer.{key}" if key else "trainer", msg) from None
+    if str(cfg.device).startswith("cuda") and spec.resources.gpus_per_trial == 0:
+        raise SpaceError("trainer.device", f"{cfg.device!r} needs resources.gpus_per_trial > 0: Ray hides every GPU from a "
+                                           "trial that asks for none (e.g. resources.gpus_per_trial: 1, or 0.25 to share one)")  # fmt: skip
     cpus = max(1, int(spec.resources.cpus_per_trial))
     if cfg.threads is None and spec.resources.gpus_per_trial == 0:
         cfg = dataclasses.replace(cfg, threads=cpus)  # a CPU trial computes on the CPUs it was given
     return dataclasses.replace(cfg, precision=_precision(cfg.precision, spec.resources.gpus_per_trial > 0))
+
+
+def _check_latency_device(spec: SearchSpace) -> None:
+    """``latency.device`` names a device latency can be timed on: ``cpu``, ``cuda`` or ``cuda:N``.
+    Whether this host has that GPU is checked where latency is measured (the search's driver:
+    :func:`search.runner._driver.check_resources`), not by readers of a stored space.
+
+    Raises:
+        SpaceError: on ``latency.device``.
+    """
+    import torch  # noqa: PLC0415
+
+    device = spec.latency.device
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SpaceError("latency.device", f"expected cpu, cuda or cuda:N (got {device!r})") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise SpaceError("latency.device", f"expected cpu, cuda or cuda:N (got {device!r}): latency is timed on a CPU or a CUDA GPU")
 
 
 def _precision(precision: str, gpu: bool) -> str:
@@ -234,6 +258,24 @@ _DATA_OPTIONS = {
     "synthetic": {"num_train", "num_test", "input_size", "num_classes", "data_seed", "augment"},
     "imagefolder": {"image_size", "workers"},
 }
+
+
+def _cost_table(spec: SearchSpace, params: Any) -> Any:
+    """The exact cost table of the space's network (``model.options`` passed to its constructor).
+
+    Raises:
+        SpaceError: ``model.options`` holds a keyword the network's constructor does not take.
+    """
+    from deeproots import CostTable  # noqa: PLC0415
+
+    try:
+        return CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
+    except TypeError as e:
+        if not spec.model.options:
+            raise
+        bad = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        what = f"{params.arch} takes no option {bad.group(1)!r}" if bad else str(e).splitlines()[0]
+        raise SpaceError("model.options", f"{what} (model.options are keyword arguments of the network's constructor)") from None
 
 
 def _data_facts(data: DataConfig, load: bool) -> dict[str, Any]:
@@ -335,14 +377,13 @@ def resolve(spec: SearchSpace, *, check_data: bool = True, profile: str | None =
             architecture, a rule that matches no layer, choices no selected layer accepts, a seed
             outside the space, a malformed storage URL -- one line naming the key.
     """
-    from deeproots import CostTable  # noqa: PLC0415
-
     train = _train_config(spec)
     facts = _data_facts(spec.data, load=False)  # the copy at hand, else the published facts: no download yet
     params = build_param_space(spec, tuple(facts["input_size"]), facts["num_classes"])
     _check_storage(spec.storage)
     _check_storage_path(spec.storage_path)
-    costs = CostTable.build(params.arch, params.input_size, params.num_classes, **spec.model.options)
+    _check_latency_device(spec)
+    costs = _cost_table(spec, params)
     space = ResolvedSpace(spec, params, train, params.input_size, params.num_classes, facts, costs, profile)
     _check_feasible(space)
     return space.with_data() if check_data else space

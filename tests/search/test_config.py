@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from search import SpaceError, load_space
 from search.run import main
@@ -327,3 +328,115 @@ def test_confirm_alpha_is_validated_and_not_identity() -> None:
         assert e.value.key == "confirm.alpha" and "\n" not in str(e.value)
     with pytest.raises(SpaceError, match="unknown key; allowed: alpha, seeds, max_schedules, overrides"):
         load_space(tiny(), ["confirm.seed=3"], check_data=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("name: a\nname: b\n", "", "not valid YAML (line 2): duplicate key 'name' (first given on line 1)"),
+        ("search: {trials: 2}\nsearch: {trials: 3}\n", "", "duplicate key 'search' (first given on line 1)"),
+    ],
+    ids=["name-twice", "block-twice"],
+)
+def test_a_key_given_twice_is_an_error_not_the_last_one(
+    text: str, key: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(text)
+    assert main(["s.yaml", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_scientific_notation_is_a_number_in_files_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny(trainer={"epochs": 1}, data={"subset": 90})).replace("subset: 90", "subset: 9e1"))
+    space = load_space(path, ["trainer.lr=5e-2", "constraints.max_flops=1E9"], check_data=False)
+    assert space.train.lr == 0.05 and space.spec.data.subset == 90 and space.spec.constraints.max_flops == 1e9
+    assert load_space(path, ["description=5e-2x"], check_data=False).spec.description == "5e-2x"  # not a number: text
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("search.trials=true", "search.trials"), ("groups.0.choices=[true,2]", "groups.0.choices"),
+     ("data.subset=false", "data.subset"), ("resources.cpus_per_trial=true", "resources.cpus_per_trial"),
+     ("model.input_size=[3,true,32]", "model.input_size")],
+)  # fmt: skip
+def test_true_and_false_are_never_taken_for_numbers(override: str, key: str) -> None:
+    with pytest.raises(SpaceError, match=f"^{key}: expected a number; true/false is not one here"):
+        load_space(tiny(), [override], check_data=False)
+
+
+def test_a_value_of_no_member_of_a_union_names_every_member() -> None:
+    with pytest.raises(SpaceError) as e:
+        load_space(tiny(), ["seeds=null"], check_data=False)
+    assert str(e.value) == "seeds: expected 'paper' or a list of strings (got None)"
+    with pytest.raises(SpaceError, match=r"^groups\.0\.layers: expected a string or a list of strings \(got 5\)$"):
+        load_space(tiny(), ["groups.0.layers=5"], check_data=False)
+
+
+def test_a_profile_merges_a_nested_mapping_key_by_key(tmp_path: Path) -> None:
+    doc = tiny(trainer={"epochs": 3, "batch_size": 32}, profiles={"cpu": {"trainer": {"epochs": 1}}, "flat": {"trainer.epochs": 1}})
+    nested = load_space(doc, check_data=False, profile="cpu")
+    flat = load_space(doc, check_data=False, profile="flat")
+    assert nested.train.epochs == flat.train.epochs == 1
+    assert nested.train.batch_size == flat.train.batch_size == 32  # kept, not replaced by the profile's block
+
+
+def test_a_file_name_that_is_no_run_name_says_how_to_name_the_run(tmp_path: Path) -> None:
+    doc = tiny()
+    doc.pop("name", None)
+    path = tmp_path / "with space ü.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpaceError, match=r"^name: the run name defaults to the file's name 'with space ü', .* add a name: key"):
+        load_space(path, check_data=False)
+    assert load_space(path, check_data=False, name="ok").name == "ok"
+    with pytest.raises(SpaceError, match=r"^name: a run name holds letters, digits"):
+        load_space(path, check_data=False, name="bad name")
+
+
+def test_unknown_model_options_and_devices_are_refused_before_anything_runs() -> None:
+    with pytest.raises(SpaceError, match=r"^model\.options: nin takes no option 'aux_logits'"):
+        load_space(tiny(), ["model.options={aux_logits: true}"], check_data=False)
+    with pytest.raises(SpaceError, match=r"^trainer\.device: 'cuda' needs resources\.gpus_per_trial > 0"):
+        load_space(tiny(), ["trainer.device=cuda"], check_data=False)
+    for device in ("tpu", "meta"):
+        with pytest.raises(SpaceError, match=rf"^latency\.device: expected cpu, cuda or cuda:N \(got '{device}'\)"):
+            load_space(tiny(), [f"latency.device={device}"], check_data=False)
+    with pytest.raises(SpaceError, match=r"^search\.sampler_options: 'seed' is search\.seed's"):
+        from search.engine._study import make_sampler
+
+        make_sampler(load_space(tiny(), ["search.sampler_options={seed: 3}"], check_data=False), 4)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a FIFO and /proc are POSIX")
+def test_paths_that_cannot_be_read_or_written_are_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "pipe.yaml")
+    assert main(["pipe.yaml", "--dry-run"]) == 2
+    assert capsys.readouterr().err == "error: pipe.yaml is not a regular file (a device, pipe or socket); give a space file (e.g. spaces/nin.yaml)\n"
+    assert main(["a" * 300 + ".yaml", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("(305 characters): cannot be read (File name too long)\n") and err.count("\n") == 1
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(tiny()))
+    (tmp_path / "a-file").write_text("")
+    for runs_dir, reason in (("a-file", "a-file is a file, not a folder"), ("a-file/deeper", "a-file is a file, not a folder")):
+        assert main([str(space), "--no-estimate", "--runs-dir", runs_dir]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --runs-dir: cannot write the run folder {runs_dir}/tiny: {reason}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "pipe.yaml", "tiny.yaml"]
+
+
+def test_a_folder_is_tried_for_real_and_nothing_is_left_behind(tmp_path: Path) -> None:
+    from search.engine._trial_storage import folder_problem
+
+    assert folder_problem(tmp_path / "a" / "b" / "c") is None
+    assert list(tmp_path.iterdir()) == []  # the folders made to try were removed again
+    (tmp_path / "f").write_text("")
+    assert folder_problem(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, not a folder"
+    if Path("/proc/self").is_dir():  # root passes os.access here; only a real mkdir says no
+        assert folder_problem(Path("/proc/deeproots-test/x")) == "/proc/deeproots-test: No such file or directory"

@@ -388,3 +388,27 @@ def test_changed_space_is_refused_unless_fresh_which_imports_same_fidelity(tmp_p
     assert e2.searcher.counted == 0
     cfg = e2.searcher.suggest("b")  # the seed (orig) is the imported schedule: answered, not trained
     assert cfg["conv2a"] != 0 or cfg["conv3a"] != 0
+
+
+def test_a_restart_says_whether_the_worker_died_or_the_code_raised(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from search.engine._searcher import TrialRecorder
+
+    e = make(tmp_path, search={"trials": 2}, trainer={"epochs": 3})
+    s = e.searcher
+    events: list[str] = []
+    s.on_event = events.append
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_result("a", result("training", 0.1, epoch=1))
+    recorder = TrialRecorder(s)
+    died = tmp_path / "died.txt"
+    died.write_text("Failure # 1\nTraceback (most recent call last):\n  File x\nray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    raised = tmp_path / "raised.txt"
+    raised.write_text("Failure # 1\nTraceback (most recent call last):\n  File x\n    raise ValueError(msg)\n"
+                      "ray.exceptions.RayTaskError(OSError): ray::ImplicitFunc.train()\n  File y\nOSError: [Errno 28] No space left on device\n")  # fmt: skip
+    recorder.on_trial_recover(0, [], SimpleNamespace(trial_id="a", error_file=str(died)))
+    recorder.on_trial_recover(0, [], SimpleNamespace(trial_id="b", error_file=str(raised)))
+    assert "its worker or node died during epoch 2; Ray Tune restarts it from its epoch-1 checkpoint (restart 1)" in events[0]
+    assert "it raised OSError: [Errno 28] No space left on device during epoch 1; Ray Tune restarts it from the start" in events[1]
