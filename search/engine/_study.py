@@ -336,7 +336,7 @@ def make_sampler(space: ResolvedSpace, budget: int, offset: int = 0) -> optuna.s
         SpaceError: bad ``search.sampler_options`` or a missing optional dependency.
     """
     s = space.spec.search
-    seed = s.seed + offset
+    seed = (s.seed + offset) % 2**32  # a resumed search's seed stays a 32-bit one
     opts = dict(s.sampler_options)
     if "seed" in opts:
         raise SpaceError("search.sampler_options", "'seed' is search.seed's (a resumed search offsets it by the trials "

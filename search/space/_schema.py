@@ -98,7 +98,7 @@ class DataConfig(_Strict):
     root: str | None = None  # cifar10: folder holding cifar-10-batches-py; imagefolder: train/ + val/
     subset: int | None = Field(None, ge=1)  # training images kept (class-balanced); None = all
     val_size: int = Field(5000, ge=1)  # validation images carved from the training set
-    seed: int = Field(0, ge=0)  # seed of the validation draw
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # seed of the validation draw (a torch.Generator seed)
     options: dict[str, Any] = Field(default_factory=dict)  # per data set (see load_data)
 
 
@@ -123,7 +123,7 @@ class SearchConfig(_Strict):
 
     sampler: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
     trials: int = Field(ge=1)  # budget: full-fidelity trials (trials x trainer.epochs epochs; see spaces/README.md)
-    seed: int = 0  # sampler seed
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # sampler seed (Optuna's samplers take 32-bit seeds)
     sampler_options: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the sampler
     early_stopping: Literal["none", "asha", "moasha"] = "none"  # stop weak trials at rungs (PRUNED, never on the front)
     grace_period: int = Field(1, ge=1)  # epochs every trial trains before it may be stopped (the first rung)
