@@ -34,7 +34,9 @@ def build_model(arch: str, schedule: Any = "orig", num_classes: int | None = Non
         ``model.default_input_size`` set.
 
     Raises:
-        ValueError: unknown architecture or invalid schedule, naming the layer and the valid counts.
+        ValueError: unknown architecture; invalid schedule, naming the layer and the valid counts;
+            ``num_classes`` not a whole number >= 1; a family option of the wrong type
+            (``aux_logits`` not a bool).
 
     Example:
         >>> import torch, deeproots

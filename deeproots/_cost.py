@@ -92,6 +92,56 @@ class _TrainingTop(nn.Module):
             self.net.training = False
 
 
+def check_input_size(input_size: Any, name: str = "input_size") -> tuple[int, int, int]:
+    """``input_size`` as a ``(C, H, W)`` tuple of whole numbers >= 1; else a ValueError naming it."""
+    try:
+        size = tuple(input_size)
+    except TypeError:
+        size = None
+    if (
+        size is None
+        or isinstance(input_size, (str, bytes))
+        or len(size) != 3
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+    ):
+        raise ValueError(f"{name} must be (C, H, W), three whole numbers >= 1, got {input_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def _fits(model: nn.Module, size: tuple[int, int, int], aux: bool) -> bool:
+    try:
+        _count(model, size, aux)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _misfit(model: nn.Module, input_size: tuple[int, int, int], aux: bool, exc: Exception) -> str:
+    """One line on why ``input_size`` does not fit ``model``: its channels, or the smallest size that fits."""
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and first[1].in_channels != input_size[0]:
+        return (
+            f"input_size {input_size} does not fit this network: {input_size[0]} channels, but its first conv "
+            f"{first[0]!r} takes {first[1].in_channels}; use input_size ({first[1].in_channels}, H, W)"
+        )
+    model = copy.deepcopy(model).to(torch.device("meta"))  # shapes only: each probe is cheap
+    c, h, w = input_size
+    hi = max(h, w, 8)
+    while hi <= 4096 and not _fits(model, (c, hi, hi), aux):
+        hi *= 2
+    if hi <= 4096 and not _fits(model, (c, h, w), aux):
+        lo = 1  # binary search for the smallest square side that fits (the pools shrink the map to nothing below it)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _fits(model, (c, mid, mid), aux) else (mid + 1, hi)
+        return (
+            f"input_size {input_size} does not fit this network: too small (its pools shrink the map to nothing); "
+            f"the smallest square input that fits is ({c}, {hi}, {hi})"
+        )
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return f"input_size {input_size} does not fit this network: {detail}"
+
+
 def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None, *, aux: bool = True) -> Cost:
     """Parameters and FLOPs of ``model`` for one image of ``input_size``, in the paper's convention.
 
@@ -111,19 +161,36 @@ def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None,
         :class:`Cost` with ``params`` (count) and ``flops`` (multiply-adds per image).
 
     Raises:
-        ValueError: no or a malformed ``input_size``, or one the network cannot take.
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: no or a malformed ``input_size`` (three whole numbers >= 1), or one the network
+            cannot take (the message names the channels the first conv takes, or the smallest
+            square size that fits); ``aux`` not a bool.
 
     Example:
         >>> import deeproots
         >>> deeproots.count_cost(deeproots.build_model("nin"), (3, 32, 32))
         Cost(params=966986, flops=222487946)
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"count_cost needs a built model (torch.nn.Module), got {type(model).__name__} {model!r:.40}; "
+            "build one with deeproots.build_model(arch, schedule)"
+        )
+    if not isinstance(aux, bool):
+        raise ValueError(f"aux must be True or False, got {aux!r}")
     if input_size is None:
         input_size = getattr(model, "default_input_size", None)
         if input_size is None:
             raise ValueError("count_cost needs input_size=(C, H, W) for a model that is not from build_model")
-    if len(input_size) != 3 or any(int(s) <= 0 for s in input_size):
-        raise ValueError(f"input_size must be (C, H, W) with positive sizes, got {tuple(input_size)}")
+    input_size = check_input_size(input_size)
+    try:
+        return _count(model, input_size, aux)
+    except RuntimeError as exc:
+        raise ValueError(_misfit(model, input_size, aux, exc)) from None
+
+
+def _count(model: nn.Module, input_size: tuple[int, int, int], aux: bool) -> Cost:
+    """:func:`count_cost` on checked arguments; a RuntimeError when the input does not fit."""
     probe = copy.deepcopy(model)
     for m in probe.modules():  # a model thop has profiled before may carry its counters: drop them from the copy
         for name in _THOP_LEFTOVERS:
@@ -136,11 +203,8 @@ def count_cost(model: nn.Module, input_size: tuple[int, int, int] | None = None,
     rules: dict[type, Any] = {type(m): _rule_for(type(m)) for m in probe.modules() if not list(m.children())}
     rules.update(_RULES)
     runner: nn.Module = _TrainingTop(probe) if aux and aux_heads(probe) else probe
-    try:
-        with shape_ops_only():  # on a meta build BatchNorm's Python meta kernel would import torch._dynamo (~1 s)
-            flops, _ = thop.profile(runner, inputs=(x,), custom_ops=rules, verbose=False)
-    except RuntimeError as exc:
-        raise ValueError(f"input_size {tuple(input_size)} does not fit this network: {exc}") from exc
+    with shape_ops_only():  # on a meta build BatchNorm's Python meta kernel would import torch._dynamo (~1 s)
+        flops, _ = thop.profile(runner, inputs=(x,), custom_ops=rules, verbose=False)
     counted: dict[int, int] = {}  # id(tensor) -> elements: a tied tensor is one set of parameters
     for m in probe.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.__dict__.get("_deeproots_ran"):
@@ -248,7 +312,14 @@ def compare_latency(
         >>> lat["orig"].ms > 0
         True
     """
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if device.type == "meta":
+        raise ValueError("device 'meta' holds no data and cannot be timed; use 'cpu' or 'cuda'")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None or a whole number >= 1, got {threads!r}")
     if memory_format not in ("auto", "channels_last", "contiguous"):
         raise ValueError(f"memory_format must be auto, channels_last or contiguous, got {memory_format!r}")
     if batch_size < 1 or repeats < 1 or warmup < 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 
@@ -44,9 +44,55 @@ def _groups_summary(schedule: Schedule) -> str:
     return text + (f" (+{len(extra)} 1x1 grouped)" if extra else "")
 
 
+_PROG = "python -m deeproots.cost"
+
+
+class _UsageError(Exception):
+    """Bad command-line input: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
+        raise _UsageError(message)
+
+
+def _whole(minimum: int) -> Any:
+    """argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _check_device(name: str) -> str:
+    """``--device`` if latency can be measured there; else a ValueError naming it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "meta":
+        raise ValueError("--device meta holds no data and cannot be timed; use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: latency is measured on cpu or cuda only")
+    return name
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m deeproots.cost",
+    parser = _Parser(
+        prog=_PROG,
         description="Parameters, FLOPs (paper convention) and optionally latency of grouping schedules.",
     )
     parser.add_argument("arch", help=f"architecture: {', '.join(list_architectures())}")
@@ -54,42 +100,43 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "schedules", nargs="*",
         help="paper names (orig, root-N, col-N, tree-N), canonical ids (nin:1-1-1-8-1-1-4-1-1); default: the paper's",
     )  # fmt: skip
-    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default: the architecture's")
-    parser.add_argument("--num-classes", type=int, help="default: the architecture's (10 CIFAR, 1000 ImageNet)")
+    parser.add_argument("--input-size", nargs=3, type=_whole(1), metavar=("C", "H", "W"), help="default: the architecture's")
+    parser.add_argument("--num-classes", type=_whole(1), help="default: the architecture's (10 CIFAR, 1000 ImageNet)")
     parser.add_argument("--latency", action="store_true", help="also measure forward latency per image")
     parser.add_argument("--device", default="cpu", help="latency device (cpu, cuda, cuda:1)")
-    parser.add_argument("--batch-size", type=int, default=1, help="latency batch size (1 = deployment latency)")
-    parser.add_argument("--threads", type=int, help="CPU threads for latency (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=50, help="timed forwards per schedule (median reported)")
+    parser.add_argument("--batch-size", type=_whole(1), default=1, help="latency batch size (1 = deployment latency)")
+    parser.add_argument("--threads", type=_whole(1), help="CPU threads for latency (default: torch's)")
+    parser.add_argument("--repeats", type=_whole(1), default=50, help="timed forwards per schedule (median reported)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
+    """Command-line entry point; returns the exit status (2: bad input, reported in one line)."""
     try:
+        args = _parse(argv)
         spec = get_arch(args.arch)
         input_size = tuple(args.input_size) if args.input_size else spec.input_size
         names = args.schedules or list(paper_schedules(args.arch, args.num_classes))
         if "orig" not in names:
             names = ["orig", *names]
         schedules = {name: resolve_schedule(args.arch, name, args.num_classes) for name in names}
-        if args.latency and args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
-        if args.batch_size < 1 or args.repeats < 1:
-            raise ValueError("--batch-size and --repeats must be at least 1")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.latency:
+            _check_device(args.device)
+        with shapes_only():  # costing needs shapes only
+            costs = {n: count_cost(build_model(args.arch, s, args.num_classes), input_size) for n, s in schedules.items()}
+        latencies = {}
+        if args.latency:
+            models = {n: build_model(args.arch, s, args.num_classes) for n, s in schedules.items()}
+            latencies = compare_latency(
+                models, input_size, args.device, args.batch_size, args.threads, repeats=args.repeats
+            )
+    except (_UsageError, ValueError) as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
-
-    with shapes_only():  # costing needs shapes only
-        costs = {n: count_cost(build_model(args.arch, s, args.num_classes), input_size) for n, s in schedules.items()}
-    latencies = {}
-    if args.latency:
-        models = {n: build_model(args.arch, s, args.num_classes) for n, s in schedules.items()}
-        latencies = compare_latency(
-            models, input_size, args.device, args.batch_size, args.threads, repeats=args.repeats
-        )
+    except OSError as exc:  # out of memory on the device, a full disk
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 1
     base = costs["orig"]
     rows: list[dict[str, Any]] = []
     for name, sched in schedules.items():

@@ -35,7 +35,9 @@ __all__ = ["LayerInfo", "Schedule", "describe_layers", "resolve_schedule", "pape
 
 #: Ids longer than this many characters (after ``arch:``) are replaced by a hash.
 _MAX_ID_CHARS = 48
-_NAMED = re.compile(r"^(?P<family>[a-z]+)-(?P<n>\d+)$")
+_NAMED = re.compile(r"^(?P<family>[a-z]+)-(?P<n>[0-9]+)$")
+_ID_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an architecture name
+_ID_BODY = re.compile(r"^(h[0-9a-f]+|[0-9]+(-[0-9]+)*)$")
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,23 @@ def describe_layers(arch: str, num_classes: int | None = None) -> list[LayerInfo
         arch: a registered architecture (:func:`deeproots.list_architectures`).
         num_classes: outputs of the network, when it changes a conv's width (NIN's conv3c).
 
+    Raises:
+        ValueError: unknown architecture, or ``num_classes`` not a whole number >= 1.
+
     Example:
         >>> import deeproots
         >>> [(l.name, l.valid_groups) for l in deeproots.describe_layers("nin")][3]
         ('conv2a', (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 96))
     """
     spec = get_arch(arch)
-    return list(_describe(arch, spec.num_classes if num_classes is None else num_classes))
+    return list(_describe(arch, spec.num_classes if num_classes is None else check_num_classes(num_classes)))
+
+
+def check_num_classes(num_classes: Any) -> int:
+    """``num_classes`` if it is a whole number >= 1 (not a bool); else a ValueError naming it."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a whole number >= 1 (or None for the default), got {num_classes!r}")
+    return num_classes
 
 
 @dataclass(frozen=True)
@@ -197,10 +209,14 @@ def _from_named(arch: str, name: str, layers: Sequence[LayerInfo]) -> dict[str, 
     m = _NAMED.match(name)
     choices = "orig, " + ", ".join(f"{f}-N" for f in spec.families) if spec.families else "orig"
     if not m or m["family"] not in spec.families:
-        raise ValueError(f"unknown schedule {name!r} for {arch}; named schedules: {choices} (N a power of two)")
+        raise ValueError(
+            f"unknown schedule {name!r} for {arch}; named schedules: {choices} (N a whole number of groups >= 1; "
+            f"the paper uses {', '.join(map(str, spec.paper_n)) or 'none'}); or an id such as {arch}:1-1-..., "
+            "a layer -> groups mapping or a sequence of counts"
+        )
     n = int(m["n"])
     if n < 1:
-        raise ValueError(f"schedule {name!r}: N must be a positive number of groups")
+        raise ValueError(f"schedule {name!r}: N must be a whole number of groups >= 1")
     table = spec.families[m["family"]]
     return {
         layer.name: max(1, int(n * table[layer.stage]))
@@ -238,8 +254,18 @@ def resolve_schedule(arch: str, schedule: ScheduleLike = "orig", num_classes: in
             raise ValueError(f"schedule {schedule.id!r} is for {schedule.arch}, not {arch}")
         name, raw = schedule.name, dict(schedule.groups)
     elif isinstance(schedule, str):
+        if schedule != schedule.strip() or not schedule:
+            raise ValueError(
+                f"schedule {schedule!r} is empty or has surrounding spaces; write it as {schedule.strip() or 'orig'!r}"
+            )
         if ":" in schedule:
             prefix, _, body = schedule.partition(":")
+            if not _ID_PREFIX.match(prefix):
+                raise ValueError(
+                    f"schedule {schedule!r} is not a schedule name or id; accepted: a paper name "
+                    f"(orig, root-8, ...), an id such as {arch}:1-1-..., or (from Python) a layer -> groups "
+                    "mapping, a sequence of counts or a Schedule"
+                )
             if prefix != arch:
                 raise ValueError(f"schedule id {schedule!r} is for {prefix!r}, not {arch!r}")
             if body.startswith("h"):
@@ -247,14 +273,17 @@ def resolve_schedule(arch: str, schedule: ScheduleLike = "orig", num_classes: in
                     f"schedule id {schedule!r} is a hash and cannot be expanded; pass the full sequence "
                     f"(Schedule.full_id) or a layer -> groups mapping"
                 )
-            try:
-                seq = [int(v) for v in body.split("-")]
-            except ValueError:
-                raise ValueError(f"schedule id {schedule!r}: expected {arch}:<count>-<count>-...") from None
+            if not _ID_BODY.match(body):
+                raise ValueError(f"schedule id {schedule!r}: expected {arch}:<count>-<count>-... (whole numbers)")
+            seq = [int(v) for v in body.split("-")]
             raw = _from_sequence(arch, seq, layers)
         else:
             raw = _from_named(arch, schedule, layers)
             name = schedule
+            try:  # a count the named table gives that a layer cannot take: say which name gave it
+                groups = {layer.name: _check_count(layer, raw.get(layer.name, 1)) for layer in layers}
+            except ValueError as exc:
+                raise ValueError(f"schedule {name!r} for {arch}: {exc}") from None
     elif isinstance(schedule, Mapping):
         raw = dict(schedule)
         unknown = [k for k in raw if k not in by_name]
@@ -265,10 +294,13 @@ def resolve_schedule(arch: str, schedule: ScheduleLike = "orig", num_classes: in
                 + (" ..." if len(spatial) > 12 else "")
                 + " (deeproots.describe_layers lists all)"
             )
-    elif isinstance(schedule, Sequence):
+    elif isinstance(schedule, Sequence) and not isinstance(schedule, (bytes, bytearray)):
         raw = _from_sequence(arch, list(schedule), layers)
     else:
-        raise ValueError(f"schedule must be a name, a mapping, a sequence or a Schedule, got {type(schedule).__name__}")
+        raise ValueError(
+            "schedule must be a name or id (str), a layer -> groups mapping, a sequence of counts or a "
+            f"Schedule, got {type(schedule).__name__} {schedule!r:.60}"
+        )
     for layer in every:  # an auxiliary classifier's conv may be named, at its only count
         if layer.aux and layer.name in raw:
             _check_count(layer, raw[layer.name])

@@ -43,8 +43,10 @@ import torch
 
 from . import build_model, count_cost, provenance, resolve_schedule
 from .data import DATASETS, DataBundle, load_data
+from .training import check_checkpoint_path, checkpoint_history
 from .training import (
     EpochResult,
+    SEED_LIMIT,
     NonFiniteLossError,
     StepProgress,
     TrainConfig,
@@ -81,7 +83,8 @@ def _number(kind: type, minimum: float | None = None, *, strict: bool = False,
                 f"must be {'>' if strict else '>='} {minimum:g}, got {text}"
             )
         if below is not None and value >= below:
-            raise argparse.ArgumentTypeError(f"must be < {below:g}, got {text}")
+            bound = "2**64" if below == SEED_LIMIT else f"{below:g}"
+            raise argparse.ArgumentTypeError(f"must be < {bound}, got {text}")
         return value
 
     parse.__name__ = kind.__name__
@@ -135,7 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--memory-format", choices=("channels_last", "contiguous"),
                        default=d.memory_format, help=f"[{d.memory_format}]")  # fmt: skip
     train.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ... [auto]")
-    train.add_argument("--seed", type=_number(int, 0), default=d.seed,
+    train.add_argument("--seed", type=_number(int, 0, below=SEED_LIMIT), default=d.seed,
                        help="seed of model init, validation split, data order [0]")  # fmt: skip
     train.add_argument("--threads", type=_number(int, 1), default=None,
                        help="CPU threads (default: PyTorch's)")  # fmt: skip
@@ -345,6 +348,10 @@ def run(spec: _RunSpec, *, progress: bool = True) -> dict[str, Any]:
     """Build, cost, train and test one model; return the result record."""
     config = spec.config
     schedule = resolve_schedule(spec.arch, spec.schedule)  # fails fast, before loading data
+    if spec.checkpoint is not None:
+        check_checkpoint_path(spec.checkpoint)  # a folder or an unwritable place: before an epoch is spent
+        if spec.resume:
+            checkpoint_history(spec.checkpoint)  # a damaged file: before the data loads
     data_seed = config.seed if spec.data_seed is None else spec.data_seed
     data: DataBundle = load_data(
         spec.dataset, spec.data_root, seed=data_seed, cache_dir=spec.cache_dir,
@@ -479,6 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = _spec_from_config(args, _explicit(argv))
         else:
             spec = _spec_from_args(args)
+        if spec.config.seed + args.seeds - 1 >= SEED_LIMIT:
+            raise _UsageError(f"--seed {spec.config.seed} with --seeds {args.seeds} goes past 2**64 - 1; use a smaller --seed")
+        if spec.checkpoint is not None:  # every seed's file, before the first one trains
+            for i in range(args.seeds):
+                check_checkpoint_path(_with_seed(spec, spec.config.seed + i).checkpoint if args.seeds > 1 else spec.checkpoint)
         if args.seeds == 1:
             records = [run(spec, progress=True)]
         else:

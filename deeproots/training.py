@@ -21,6 +21,8 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 _CHECKPOINT_FORMAT = 1
+#: Seeds are whole numbers in [0, SEED_LIMIT): what ``torch.manual_seed`` accepts.
+SEED_LIMIT = 2**64
 # Fields that shape the optimisation: a checkpoint resumes only under the same values (and the
 # same resolved precision, checked apart).
 _RECIPE_FIELDS = (
@@ -243,6 +247,9 @@ class TrainConfig:
         def is_num(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+        for f in dataclasses.fields(self):  # every bool field alike: a real bool, not 'no' or 0
+            if f.type in ("bool", bool):
+                need(isinstance(getattr(self, f.name), bool), f.name, "True or False")
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
         need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
         need(is_num(self.lr) and self.lr > 0, "lr", "a positive number")
@@ -293,14 +300,13 @@ class TrainConfig:
             "bn_momentum",
             "None or in (0, 1]",
         )
-        need(isinstance(self.bn_weight, bool), "bn_weight", "True or False")
         need(is_num(self.bias_lr_scale) and self.bias_lr_scale > 0, "bias_lr_scale", "> 0")
         need(
             self.memory_format in ("channels_last", "contiguous"),
             "memory_format",
             "'channels_last' or 'contiguous'",
         )
-        need(is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0")
+        need(is_int(self.seed) and 0 <= self.seed < SEED_LIMIT, "seed", f"an integer in [0, 2**64) (torch's seed range)")
         need(
             self.threads is None or (is_int(self.threads) and self.threads >= 1),
             "threads",
@@ -317,6 +323,7 @@ class TrainConfig:
             "finite_check_every",
             "None or an integer >= 1",
         )
+        need(isinstance(self.device, str), "device", "'auto' or a torch device such as 'cpu' or 'cuda:0'")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -530,7 +537,9 @@ def _sync(device: torch.device) -> None:
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 1_000_003 + epoch
+    # Modulo 2**64 (torch's seed range): the same value as before for every seed it fitted, and
+    # every TrainConfig.seed (< 2**64) gives a valid one.
+    return (seed * 1_000_003 + epoch) % SEED_LIMIT
 
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -913,12 +922,46 @@ def evaluate_per_image(
     return loss_sum / len(split), flags  # type: ignore[return-value]
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The state dict an epoch-end checkpoint holds; a one-line ValueError when it cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except IsADirectoryError:
+        raise ValueError(f"checkpoint {str(path)!r} is a folder; give a file path such as {str(path / 'run.pt')!r}") from None
+    except PermissionError as exc:
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {exc.strerror}") from None
+    except Exception as exc:  # noqa: BLE001 -- pickle, zip and EOF errors of a damaged file all mean the same
+        raise ValueError(
+            f"cannot read checkpoint {str(path)!r}: damaged or not a torch file ({type(exc).__name__}); "
+            "delete it or drop --resume to start afresh"
+        ) from None
+    keys = ("format", "epoch", "steps_per_epoch", "model", "optimizer", "scheduler", "history", "config")
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT or not all(k in state for k in keys):
+        raise ValueError(
+            f"{str(path)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT}); "
+            "delete it or drop --resume to start afresh"
+        )
+    return state
+
+
+def _model_identity(model: nn.Module) -> dict[str, str] | None:
+    """Architecture and schedule id of a :func:`deeproots.build_model` model, else None."""
+    arch, schedule = getattr(model, "arch", None), getattr(model, "schedule", None)
+    if not isinstance(arch, str) or schedule is None or not isinstance(getattr(schedule, "id", None), str):
+        return None
+    return {"arch": arch, "schedule": schedule.id, "name": getattr(schedule, "name", None) or schedule.id}
+
+
 def _load_checkpoint(
-    path: Path, config: TrainConfig, steps_per_epoch: int, precision: str
+    path: Path, config: TrainConfig, steps_per_epoch: int, precision: str, model: nn.Module | None = None
 ) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT})")
+    state = _read_checkpoint(path)
+    saved_model, now = state.get("model_identity"), _model_identity(model) if model is not None else None
+    if saved_model and now and (saved_model["arch"], saved_model["schedule"]) != (now["arch"], now["schedule"]):
+        raise ValueError(
+            f"checkpoint {str(path)!r} was trained for schedule {saved_model['name']} (arch {saved_model['arch']}), "
+            f"not {now['name']} (arch {now['arch']}); pass the same --arch/--schedule or drop --resume"
+        )
     saved = state["config"]
     defaults = TrainConfig()  # a field the checkpoint predates had its default value, or
     if not RECIPE_OPTIONS_BEFORE_ISSUE_17.keys() & saved.keys():  # the recipe options' old values
@@ -934,7 +977,44 @@ def _load_checkpoint(
             f"checkpoint {str(path)!r} was made with a different recipe ({', '.join(differ)}); "
             "resume with the same config and data, or start afresh"
         )
+    if model is not None:  # a checkpoint that predates model_identity, or a model not from build_model
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc).splitlines()[0])
+            raise ValueError(
+                f"checkpoint {str(path)!r} holds the weights of a different model ({first[:160]}); "
+                "pass the same --arch/--schedule it was trained with or drop --resume"
+            ) from None
     return state
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """``path`` as a Path if a checkpoint can be written there; else a ValueError naming it.
+
+    A file path (not a folder) whose folder exists and is writable, or can be made. A probe file is
+    created and removed in the folder, so a read-only or virtual file system (``/proc``) is caught
+    before any training, not after the first epoch.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"checkpoint {str(p)!r} is a folder; give a file path such as {str(p / 'run.pt')!r}")
+    if p.exists() and not p.is_file():
+        raise ValueError(f"checkpoint {str(p)!r} is not a regular file; give a file path")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing ancestor: the folders below it are made later
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint {str(p)!r}: {str(folder)!r} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".deeproots-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint {str(p)!r}: cannot write in {str(folder)!r} ({exc.strerror or exc}); choose a writable folder"
+        ) from None
+    return p
 
 
 def checkpoint_history(path: str | Path) -> list[EpochResult]:
@@ -948,14 +1028,12 @@ def checkpoint_history(path: str | Path) -> list[EpochResult]:
         the file does not exist.
 
     Raises:
-        ValueError: the file is not a deeproots checkpoint.
+        ValueError: the file is not a deeproots checkpoint, or is damaged.
     """
     p = Path(path)
     if not p.exists():
         return []
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(p)!r} is not a deeproots checkpoint (format {_CHECKPOINT_FORMAT})")
+    state = _read_checkpoint(p)
     return [EpochResult(**h) for h in state["history"]]
 
 
@@ -991,7 +1069,8 @@ def fit(
 
     Raises:
         NonFiniteLossError: the training loss became NaN or infinite (step and value given).
-        ValueError: bad device, or a checkpoint made with another recipe.
+        ValueError: bad device; a checkpoint path that is a folder or not writable; a checkpoint
+            that is damaged, not a deeproots checkpoint, or made with another recipe or model.
 
     Example:
         >>> import torch
@@ -1008,7 +1087,7 @@ def fit(
     device = _resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     memory_format = _memory_format(config)
-    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
+    checkpoint = check_checkpoint_path(checkpoint_path) if checkpoint_path is not None else None
     check_every = config.finite_check_every or (1 if device.type == "cpu" else 20)
     if config.flip == "alternating" and not isinstance(data.train, TensorSplit):
         raise ValueError(
@@ -1039,8 +1118,7 @@ def fit(
         history: list[EpochResult] = []
         start = 1
         if resume and checkpoint is not None and checkpoint.exists():
-            state = _load_checkpoint(checkpoint, config, steps, precision)
-            model.load_state_dict(state["model"])
+            state = _load_checkpoint(checkpoint, config, steps, precision, model)  # loads the weights
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             if averager is not None:
@@ -1069,6 +1147,7 @@ def fit(
                         "history": [dataclasses.asdict(h) for h in history],
                         "config": config.to_dict(),
                         "precision": precision,
+                        "model_identity": _model_identity(model),
                     },
                     checkpoint,
                 )

@@ -168,7 +168,7 @@ class GoogLeNet(_ConvStack):
         in_channels: image channels.
 
     Raises:
-        ValueError: an unknown geometry.
+        ValueError: an unknown geometry; ``aux_logits`` not None/True/False; ``dropout`` not in [0, 1).
     """
 
     def __init__(
@@ -183,8 +183,12 @@ class GoogLeNet(_ConvStack):
         super().__init__()
         if geometry not in _GEOMETRIES:
             raise ValueError(f"unknown GoogLeNet geometry {geometry!r}; choose one of: {', '.join(_GEOMETRIES)}")
+        if aux_logits is not None and not isinstance(aux_logits, bool):
+            raise ValueError(f"aux_logits must be True, False or None (the geometry's default), got {aux_logits!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         geo = _GEOMETRIES[geometry]
-        aux = geo.aux_default if aux_logits is None else bool(aux_logits)
+        aux = geo.aux_default if aux_logits is None else aux_logits
         self.geometry = geometry
         groups = dict(groups or {})
         if geo.cifar_stem:
