@@ -83,7 +83,7 @@ def test_storage_path_is_not_part_of_the_identity_a_rerun_compares() -> None:
 
 def test_a_storage_path_that_cannot_be_written_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(SpaceError, match="storage_path: cannot write to .*a-file/ray: .*a-file is not a writable folder"):
+    with pytest.raises(SpaceError, match="storage_path: cannot write to .*a-file/ray: .*a-file is a file, not a folder; name a folder"):
         TrialStorage.parse(tmp_path / "a-file/ray", tmp_path).check_writable()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
