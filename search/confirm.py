@@ -116,7 +116,8 @@ def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tup
     import optuna  # noqa: PLC0415
 
     from .engine._confirm import find_confirm_study  # noqa: PLC0415
-    from .engine._study import open_storage  # noqa: PLC0415
+    from .engine._storage import StorageError, check_study_storage  # noqa: PLC0415
+    from .engine._study import open_storage, read_run  # noqa: PLC0415
     from .engine.record import RecordError, StudyAttr, StudyMeta  # noqa: PLC0415
     from .outputs._locate import ExportError, locate_run  # noqa: PLC0415
     from .space import load_space  # noqa: PLC0415
@@ -125,6 +126,7 @@ def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tup
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         target = locate_run(run, study)
+        check_study_storage(target.storage_url)  # read-only: never adds Optuna's tables to another database
         storage = open_storage(target.storage_url)
         names = [s.study_name for s in storage.get_all_studies()]
         name = target.study_name or (names[0] if len(names) == 1 else None)
@@ -132,7 +134,7 @@ def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tup
             raise ExportError(f"{run}: no study {name!r} in {target.storage_url}; studies there: {', '.join(names) or 'none'}")
         search = optuna.load_study(study_name=name, storage=storage)
         meta = StudyMeta.read(search)
-    except (ExportError, RecordError) as e:
+    except (ExportError, RecordError, StorageError) as e:
         raise SpaceError("", str(e)) from None
     doc = dict(meta.space)
     companion = find_confirm_study(storage, search)
@@ -146,18 +148,8 @@ def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tup
         else:
             apply_override(doc, parts, value)
     space = load_space(doc, check_data=False)
-    return space, (target.storage_url, name, _storage_path(run))
-
-
-def _storage_path(run: "Path") -> str | None:  # noqa: UP037
-    """The run's Tune storage as its search recorded it in ``run.json`` (None: the default ``<run>/ray``)."""
-    import json  # noqa: PLC0415
-
-    try:
-        doc = json.loads((run / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return (doc.get("storage_path") or None) if isinstance(doc, dict) else None
+    recorded = read_run(run)  # checked by locate_run above; the folder's own ray/ when it lies in it
+    return space, (target.storage_url, name, (recorded or {}).get("storage_path") or None)
 
 
 if __name__ == "__main__":

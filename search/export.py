@@ -52,6 +52,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_paths(args: argparse.Namespace) -> str | None:
+    """What is wrong with the paths given (None: nothing), checked before any work: the storage URL,
+    ``--out`` (a folder, or one that can be created), ``--data-root`` (an existing folder)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from .engine._storage import StorageError, check_storage_url, folder_problem  # noqa: PLC0415
+
+    if args.storage is not None:
+        try:
+            check_storage_url(args.storage)
+        except StorageError as e:
+            return str(e)
+    if args.out is not None:
+        why = folder_problem(Path(args.out))
+        if why:
+            return f"--out {args.out}: {why}; give a folder (existing, or one that can be created)"
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        what = "is a file, not a folder" if Path(args.data_root).exists() else "does not exist"
+        return f"--data-root {args.data_root} {what}; give the folder that holds the data set"
+    return None
+
+
 def _one_line_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
     return f"warning: {message}\n"
 
@@ -66,11 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     """
     warnings.formatwarning = _one_line_warning
     args = _parser().parse_args(argv)
-    if (args.run is None) == (args.storage is None):
+    if args.run is None and args.storage is None:
+        print("error: give a run folder (RUN) or --storage URL --study NAME --out DIR; neither was given", file=sys.stderr)
+        return 2
+    if args.run is not None and args.storage is not None:
         print("error: give a run folder (RUN) or --storage URL --study NAME --out DIR, not both", file=sys.stderr)
         return 2
     if args.storage is not None and args.out is None:
         print("error: --storage needs --out DIR (where to write)", file=sys.stderr)
+        return 2
+    problem = _check_paths(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     common = dict(onnx=args.onnx, test=not args.no_test, data_root=args.data_root, dashboard=not args.no_dashboard)
     from .outputs._export import export_run, export_study  # noqa: PLC0415

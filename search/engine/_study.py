@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from ..space import SpaceError
 from ..space._params import ENCODING
+from ._storage import StorageError, check_storage_url, check_study_storage, sqlite_path, sqlite_url
 from .record import Attr, Outcome, StudyAttr, StudyMeta, TrialView, constraint_values
 
 if TYPE_CHECKING:
@@ -103,7 +104,9 @@ class RunPaths:
 
     def dashboard_command(self) -> str:
         """The command that shows the study in optuna-dashboard."""
-        return f"optuna-dashboard {self.storage_url}"
+        import shlex  # noqa: PLC0415
+
+        return f"optuna-dashboard {shlex.quote(self.storage_url)}"
 
 
 @dataclass(frozen=True)
@@ -128,17 +131,13 @@ class RunPlan:
 
 
 def _sqlite_path(url: str) -> Path | None:
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite":
-        return None
-    return Path(u.database or "")
+    return sqlite_path(url)
 
 
 def default_storage(run_dir: Path) -> str:
-    """``sqlite:///runs/<name>/study.db`` (relative to the working directory, as given)."""
-    return f"sqlite:///{run_dir.as_posix()}/study.db"
+    """``sqlite:///runs/<name>/study.db`` (relative to the working directory, as given; quoted so that it
+    parses back to the path, ``?``, ``#`` and ``%`` included)."""
+    return sqlite_url(Path(run_dir) / "study.db")
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBStorage:
@@ -149,13 +148,22 @@ def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBSto
         heartbeat: the driver's storage: Optuna heartbeats every ``HEARTBEAT_SECONDS``, a trial stale
             after :data:`TRIAL_STALE_SECONDS` without one, and a stale trial queued again with its
             user attributes (its checkpoint among them) by ``RetryHeartbeatStaleTrialCallback``.
+
+    Raises:
+        StorageError: a bad URL, or a database holding tables that are not Optuna's (left unchanged);
+            a reader checks :func:`search.engine._storage.check_study_storage` first, as this creates the
+            study's tables in a new or empty database.
     """
     from ._lock import HEARTBEAT_SECONDS  # noqa: PLC0415
 
+    check_study_storage(url, allow_empty=True)  # never adds Optuna's tables beside a database's own
     path = _sqlite_path(url)
     kwargs: dict[str, Any] = {}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"storage {url!r}: the folder {path.parent} cannot be created ({e.strerror or e})") from None
         with sqlite3.connect(path) as con:
             con.execute("PRAGMA journal_mode=WAL")
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -212,9 +220,11 @@ def sqlite_on_network_fs(url: str, mounts: str | None = None) -> str | None:
 
 def _study_names(url: str) -> list[str] | None:
     """Studies in the storage; None when it does not exist yet (and must not be created)."""
-    path = _sqlite_path(url)
-    if path is not None and not path.exists():
-        return None
+    try:
+        if not check_study_storage(url, allow_empty=True):
+            return None  # a new (or empty) database: the search makes the study in it
+    except StorageError as e:
+        raise SpaceError("", str(e)) from None
     try:
         storage = optuna.storages.RDBStorage(url, skip_compatibility_check=False)
     except Exception as e:  # noqa: BLE001 (any driver error: a one-line message)
@@ -222,9 +232,79 @@ def _study_names(url: str) -> list[str] | None:
     return [s.study_name for s in storage.get_all_studies()]
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The ``run.json`` of a run folder (storage URL, study name, space)."""
-    return json.loads((Path(run_dir) / "run.json").read_text())
+#: ``run.json`` keys naming a file of the run folder, relative to it (a copied or moved folder keeps its own).
+RUN_STUDY_DB, RUN_RAY_DIR = "study_db", "ray_dir"
+
+
+def run_file_doc(paths: RunPaths) -> dict[str, Any]:
+    """What ``run.json`` records: the storage URL and study name, the Tune storage, and -- when they lie
+    inside the run folder -- the study database and Tune storage relative to it, which readers prefer."""
+    doc: dict[str, Any] = {"storage": paths.storage_url, "study_name": paths.study_name, "storage_path": paths.storage_path}
+    root = paths.root.absolute().resolve()
+    db = sqlite_path(paths.storage_url)
+    for key, target in ((RUN_STUDY_DB, db), (RUN_RAY_DIR, Path(paths.storage_path) if paths.storage_path else None)):
+        if target is None or not str(target) or "://" in str(target):
+            continue
+        try:
+            doc[key] = target.absolute().resolve().relative_to(root).as_posix()
+        except ValueError:
+            pass  # outside the folder: the recorded URL / path is used as it is
+    doc["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return doc
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any] | None:
+    """The ``run.json`` of a run folder, checked, with files of the folder resolved against the folder.
+
+    ``storage`` is the study's URL: the folder's own database when ``run.json`` says it lies in the
+    folder (``study_db``), or -- a ``run.json`` written before that key -- when the folder holds a
+    ``study.db`` (a copied or moved run reads its own study, never the original's, whatever the working
+    directory). ``storage_path`` likewise (``ray_dir``; an older file: the folder's ``ray/``).
+
+    Returns:
+        The document, or None when the folder has no ``run.json``.
+
+    Raises:
+        StorageError: ``run.json`` unreadable, not JSON, not an object, or without a usable ``storage``.
+    """
+    root = Path(run_dir)
+    f = root / "run.json"
+    if not f.exists():
+        return None
+    try:
+        doc = json.loads(f.read_text())
+    except OSError as e:
+        raise StorageError(f"{f}: cannot be read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise StorageError(f"{f} is corrupt (not JSON: {e}); restore it, or delete it to use the folder's study.db") from None
+    if not isinstance(doc, dict):
+        raise StorageError(f"{f} is corrupt (a JSON {type(doc).__name__}, not an object with 'storage' and 'study_name'); "
+                           "restore it, or delete it to use the folder's study.db")  # fmt: skip
+    for key, required in (("storage", True), ("study_name", False), ("storage_path", False), (RUN_STUDY_DB, False), (RUN_RAY_DIR, False)):
+        value = doc.get(key)
+        if (value is None and not required) or (isinstance(value, str) and value.strip()) or (key == "storage_path" and value == ""):
+            continue
+        raise StorageError(f"{f} is corrupt: {key!r} is {json.dumps(value)}, expected a non-empty string; restore it, or "
+                           "delete it to use the folder's study.db")  # fmt: skip
+    doc = dict(doc)
+    if doc.get(RUN_STUDY_DB):
+        doc["storage"] = sqlite_url(root / doc[RUN_STUDY_DB])
+    elif sqlite_path(doc["storage"]) is not None and (root / "study.db").is_file():
+        doc["storage"] = sqlite_url(root / "study.db")  # an older run.json: the folder's own database
+    if doc.get(RUN_RAY_DIR):
+        doc["storage_path"] = str((root / doc[RUN_RAY_DIR]).absolute())
+    elif doc.get("storage_path") and "://" not in doc["storage_path"] and Path(doc["storage_path"]).name == "ray" \
+            and (root / "ray").is_dir():
+        doc["storage_path"] = str((root / "ray").absolute())  # an older run.json: the folder's own
+    return doc
+
+
+def same_storage(a: str, b: str) -> bool:
+    """Whether two storage URLs name the same database (SQLite: the same file, however the path is written)."""
+    pa, pb = sqlite_path(a), sqlite_path(b)
+    if pa is None or pb is None:
+        return a == b
+    return pa.absolute().resolve() == pb.absolute().resolve()
 
 
 def _diff(a: Any, b: Any, path: str = "") -> str | None:
@@ -272,6 +352,10 @@ def plan_run(
 
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
+    try:
+        check_storage_url(url, create=True)
+    except StorageError as e:
+        raise SpaceError("", str(e)) from None
     tune_storage = TrialStorage.parse(storage_path or space.spec.storage_path or root / "ray", root,
                                       key="--storage-path" if storage_path else "storage_path").uri  # fmt: skip
     problem = sqlite_on_network_fs(url)
@@ -282,11 +366,11 @@ def plan_run(
     study_name = base
     if study is None and run_file.exists():
         try:
-            recorded = json.loads(run_file.read_text())
-            if recorded.get("storage") == url:
-                study_name = recorded.get("study_name", study_name)
-        except (OSError, ValueError):
-            pass
+            recorded = read_run(root)
+        except StorageError as e:
+            raise SpaceError("", str(e)) from None
+        if recorded is not None and same_storage(recorded["storage"], url):
+            study_name = recorded.get("study_name") or study_name
     names = _study_names(url)
 
     def plan(mode: str, diff: str | None = None, name: str = study_name) -> RunPlan:

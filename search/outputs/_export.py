@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,7 @@ def export_study(
     say(summary_table(rows))
     say(f"wrote {out}/ ({len(rows)} model(s): YAML + safetensors{' + ONNX' if onnx else ''}; pareto.csv, report.md, "
         f"figures){'; figures and a note attached to the study for optuna-dashboard' if dashboard else ''}")  # fmt: skip
-    say(f"dashboard: optuna-dashboard {storage_url}")
+    say(f"dashboard: optuna-dashboard {shlex.quote(storage_url)}")
     return result
 
 

@@ -9,7 +9,6 @@ geometry, trainer config, data -- comes from the study's run record
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,16 +34,12 @@ def sqlite_file(url: str) -> Path | None:
     Raises:
         ExportError: not an SQLAlchemy URL.
     """
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+    from ..engine._storage import StorageError, sqlite_path  # noqa: PLC0415
 
     try:
-        u = make_url(url)
-    except ArgumentError:
-        raise ExportError(f"not an SQLAlchemy URL: {url!r} (e.g. sqlite:///runs/nin/study.db)") from None
-    if u.get_backend_name() != "sqlite":
-        return None
-    return Path(u.database or "")
+        return sqlite_path(url)
+    except StorageError as e:
+        raise ExportError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -59,40 +54,46 @@ class RunTarget:
 def locate_run(run_dir: str | Path, study: str | None = None) -> RunTarget:
     """Storage URL and study of a run folder (``run.json``; else its ``study.db``).
 
-    A relative SQLite URL recorded by a search started elsewhere is resolved against the folder.
+    The folder's own database is read wherever the folder was copied or moved, whatever the working
+    directory (:func:`search.engine._study.read_run`).
 
     Raises:
-        ExportError: not a folder, or it holds no study.
+        ExportError: not a folder, a corrupt ``run.json``, or it holds no study.
     """
+    from ..engine._storage import StorageError, check_storage_url, sqlite_url  # noqa: PLC0415
+    from ..engine._study import read_run  # noqa: PLC0415
+
     root = Path(run_dir)
+    if root.exists() and not root.is_dir():
+        raise ExportError(f"{root} is a file, not a run folder; pass a run folder such as runs/nin")
     if not root.is_dir():
         raise ExportError(f"{root}: no such run folder")
-    run_file = root / "run.json"
-    url, name = None, study
-    if run_file.is_file():
-        try:
-            doc = json.loads(run_file.read_text())
-            url, name = doc.get("storage"), study or doc.get("study_name")
-        except (OSError, ValueError):
-            url = None
-    if url is not None:
-        path = sqlite_file(url)
-        if path is not None and not path.is_file() and (root / "study.db").is_file():
-            url = f"sqlite:///{(root / 'study.db').as_posix()}"  # the run folder moved or cwd differs
+    try:
+        doc = read_run(root)
+        if doc is not None:
+            check_storage_url(doc["storage"])
+    except StorageError as e:
+        raise ExportError(str(e)) from None
+    name = study
+    if doc is not None:
+        url, name = doc["storage"], study or doc.get("study_name")
     elif (root / "study.db").is_file():
-        url = f"sqlite:///{(root / 'study.db').as_posix()}"
+        url = sqlite_url(root / "study.db")
     else:
         raise ExportError(f"{root}: holds no study (no run.json, no study.db); pass a run folder such as runs/nin")
     return RunTarget(url, name, root)
 
 
 def _open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage, opened as the search opens it; never creates an SQLite file."""
-    path = sqlite_file(url)
-    if path is not None and not path.is_file():
-        raise ExportError(f"no study database at {path}")
+    """The storage, opened as the search opens it; never creates a file nor adds tables to a database
+    that is not a study's (it is looked into read-only first)."""
+    from ..engine._storage import StorageError, check_study_storage  # noqa: PLC0415
     from ..engine._study import open_storage  # noqa: PLC0415
 
+    try:
+        check_study_storage(url)
+    except StorageError as e:
+        raise ExportError(str(e)) from None
     try:
         return open_storage(url)
     except Exception as e:  # noqa: BLE001 (driver errors: one line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,7 @@ def report(view: RunView, result: Any) -> str:
         "## Dashboard",
         "",
         "```bash",
-        f"optuna-dashboard {result.storage_url}",
+        f"optuna-dashboard {shlex.quote(result.storage_url)}",
         "```",
         "",
         "The figures above are attached to the study (the dashboard's study page) with this table as the study note.",

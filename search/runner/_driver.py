@@ -486,8 +486,9 @@ def _write_run_file(paths: RunPaths) -> None:
     """``runs/<name>/run.json``: where the run's study lives (storage URL, study name) -- what export reads."""
     import json  # noqa: PLC0415
 
-    doc = {"storage": paths.storage_url, "study_name": paths.study_name, "storage_path": paths.storage_path,
-           "updated": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    from ..engine._study import run_file_doc  # noqa: PLC0415
+
+    doc = run_file_doc(paths)
     tmp = paths.run_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, paths.run_file)

@@ -185,12 +185,10 @@ def stored_results(storage_url: str, fidelity_key: str) -> dict[str, float]:
     """
     import optuna  # noqa: PLC0415
     from optuna.trial import TrialState  # noqa: PLC0415
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
+    from ..engine._storage import check_study_storage  # noqa: PLC0415
     from ..engine._study import open_storage  # noqa: PLC0415
 
-    url = make_url(storage_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+    if not check_study_storage(storage_url, allow_empty=True):  # read-only look: nothing stored yet
         return {}
     storage = open_storage(storage_url)
     out: dict[str, float] = {}
