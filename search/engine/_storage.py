@@ -189,14 +189,15 @@ def check_study_storage(url: str, *, allow_empty: bool = False) -> bool:
 
     Args:
         url: SQLAlchemy URL.
-        allow_empty: a search: a missing SQLite file or a database without tables may become the study's.
+        allow_empty: a search: a missing SQLite file or a database without tables may become the study's,
+            and so may a server database that holds other tables (Optuna's are added beside them).
 
     Returns:
         True: it holds Optuna's tables; False: missing or empty (only with ``allow_empty``).
 
     Raises:
-        StorageError: no such database (a reader), or one whose tables are not Optuna's -- one line,
-            the database unchanged.
+        StorageError: no such database (a reader), or one whose tables are not Optuna's (a reader; a
+            search given a SQLite file of another application) -- one line, the database unchanged.
     """
     check_storage_url(url)
     tables = storage_tables(url)
@@ -209,7 +210,9 @@ def check_study_storage(url: str, *, allow_empty: bool = False) -> bool:
         return True
     where = sqlite_path(url) or _parse(url).render_as_string()
     tables = [t for t in tables if not t.startswith(_OWN_PREFIX)]  # the driver's lock comes before the study
-    if not tables:
+    if not tables or (allow_empty and sqlite_path(url) is None):
+        # A server database (PostgreSQL, MySQL) is commonly shared with other schemas: a search may
+        # add Optuna's tables beside them, as the user asked; a SQLite file is one application's.
         if allow_empty:
             return False
         raise StorageError(f"{where} holds no study (an empty database)")
