@@ -258,6 +258,8 @@ _DATA_OPTIONS = {
     "synthetic": {"num_train", "num_test", "input_size", "num_classes", "data_seed", "augment"},
     "imagefolder": {"image_size", "workers"},
 }
+_DATA_OPTION_TYPES = {"augment": bool, "image_size": int, "workers": int, "num_train": int, "num_test": int,
+                      "num_classes": int, "data_seed": int}  # fmt: skip
 
 
 def _cost_table(spec: SearchSpace, params: Any) -> Any:
@@ -298,9 +300,14 @@ def _data_facts(data: DataConfig, load: bool) -> dict[str, Any]:
     from deeproots.data import CIFAR10_PUBLISHED, DataError, dataset_info  # noqa: PLC0415
 
     allowed = _DATA_OPTIONS[data.name]
-    for key in data.options:
+    for key, value in data.options.items():
         if key not in allowed:
             raise SpaceError(f"data.options.{key}", f"unknown option for {data.name}; allowed: {', '.join(sorted(allowed))}")
+        want = _DATA_OPTION_TYPES.get(key)
+        if want is bool and not isinstance(value, bool):
+            raise SpaceError(f"data.options.{key}", f"expected true or false (got {value!r:.60})")
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SpaceError(f"data.options.{key}", f"expected a whole number (got {value!r:.60})")
     facts: dict[str, Any]
     if data.root is not None and not Path(data.root).expanduser().is_dir():
         raise SpaceError("data.root", f"{data.root} is not a folder (it should hold {'cifar-10-batches-py' if data.name == 'cifar10' else 'train/ and val/'})")

@@ -121,6 +121,7 @@ def test_overrides_are_parsed_as_yaml_and_validated() -> None:
         ("search.sampler_options={population_size: 1}", "search.sampler_options"),
         ("resources.gpus_per_trial=-1", "resources.gpus_per_trial"),
         ("search.seed=4294967296", "search.seed"),  # Optuna's samplers take 32-bit seeds
+        ("data.options={augment: maybe}", "data.options.augment"),
         ("data.seed=18446744073709551616", "data.seed"),
         ("trials", "--set"),
     ],
