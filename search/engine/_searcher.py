@@ -666,7 +666,9 @@ class TrialRecorder(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
         text = self._error_text(trial)
-        died = not text or any(kind in text for kind in _DEATHS)
+        # Code that raised leaves a Python traceback; a dead worker or node leaves Ray's own account
+        # ("The actor died unexpectedly ...", no traceback) or one of Ray's death errors.
+        died = "Traceback (most recent call last)" not in text or any(kind in text for kind in _DEATHS)
         self._searcher.record_recovery(trial.trial_id, None if died else _raised(text))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102

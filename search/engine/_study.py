@@ -352,6 +352,13 @@ def plan_run(
 
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
+    if not (storage or space.spec.storage):  # the study goes in the run folder: a failure there is --runs-dir's
+        from ._trial_storage import folder_problem  # noqa: PLC0415
+
+        problem = folder_problem(root)
+        if problem:
+            raise SpaceError("--runs-dir", f"cannot write the run folder {root}: {problem}; name a folder this user "
+                                           "may write (--runs-dir)")  # fmt: skip
     try:
         check_storage_url(url, create=True)
     except StorageError as e:

@@ -395,7 +395,7 @@ def test_a_restart_says_whether_the_worker_died_or_the_code_raised(tmp_path: Pat
 
     from search.engine._searcher import TrialRecorder
 
-    e = make(tmp_path, search={"trials": 2}, trainer={"epochs": 3})
+    e = make(tmp_path, search={"trials": 3}, trainer={"epochs": 3})
     s = e.searcher
     events: list[str] = []
     s.on_event = events.append
@@ -408,6 +408,13 @@ def test_a_restart_says_whether_the_worker_died_or_the_code_raised(tmp_path: Pat
     raised = tmp_path / "raised.txt"
     raised.write_text("Failure # 1\nTraceback (most recent call last):\n  File x\n    raise ValueError(msg)\n"
                       "ray.exceptions.RayTaskError(OSError): ray::ImplicitFunc.train()\n  File y\nOSError: [Errno 28] No space left on device\n")  # fmt: skip
+    killed = tmp_path / "killed.txt"  # what Ray 2.60 writes when the worker is SIGKILLed: no traceback
+    killed.write_text("Failure # 1 (occurred at 2026-11-30_19-20-49)\nThe actor died unexpectedly before finishing this task.\n"
+                      "\tclass_name: ImplicitFunc\nThe actor is dead because its worker process has died. Worker exit type: "
+                      "SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error code 2.\n")  # fmt: skip
+    s.suggest("c")
+    recorder.on_trial_recover(0, [], SimpleNamespace(trial_id="c", error_file=str(killed)))
+    assert "its worker or node died during epoch 1" in events.pop()
     recorder.on_trial_recover(0, [], SimpleNamespace(trial_id="a", error_file=str(died)))
     recorder.on_trial_recover(0, [], SimpleNamespace(trial_id="b", error_file=str(raised)))
     assert "its worker or node died during epoch 2; Ray Tune restarts it from its epoch-1 checkpoint (restart 1)" in events[0]
