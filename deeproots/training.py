@@ -306,7 +306,7 @@ class TrainConfig:
             "memory_format",
             "'channels_last' or 'contiguous'",
         )
-        need(is_int(self.seed) and 0 <= self.seed < SEED_LIMIT, "seed", f"an integer in [0, 2**64) (torch's seed range)")
+        need(is_int(self.seed) and 0 <= self.seed < SEED_LIMIT, "seed", "an integer in [0, 2**64) (torch's seed range)")
         need(
             self.threads is None or (is_int(self.threads) and self.threads >= 1),
             "threads",
