@@ -116,7 +116,7 @@ def _load_run(run: "Path", study: str | None, sets: list) -> tuple["object", tup
     import optuna  # noqa: PLC0415
 
     from .engine._confirm import find_confirm_study  # noqa: PLC0415
-    from .engine._storage import StorageError, check_study_storage  # noqa: PLC0415
+    from .engine._study_db import StorageError, check_study_storage  # noqa: PLC0415
     from .engine._study import open_storage, read_run  # noqa: PLC0415
     from .engine.record import RecordError, StudyAttr, StudyMeta  # noqa: PLC0415
     from .outputs._locate import ExportError, locate_run  # noqa: PLC0415

@@ -57,7 +57,8 @@ def _check_paths(args: argparse.Namespace) -> str | None:
     ``--out`` (a folder, or one that can be created), ``--data-root`` (an existing folder)."""
     from pathlib import Path  # noqa: PLC0415
 
-    from .engine._storage import StorageError, check_storage_url, folder_problem  # noqa: PLC0415
+    from .engine._study_db import StorageError, check_storage_url  # noqa: PLC0415
+    from .engine._trial_storage import folder_problem  # noqa: PLC0415
 
     if args.storage is not None:
         try:

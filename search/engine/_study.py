@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from ..space import SpaceError
 from ..space._params import ENCODING
-from ._storage import StorageError, check_storage_url, check_study_storage, sqlite_path, sqlite_url
+from ._study_db import StorageError, check_storage_url, check_study_storage, sqlite_path, sqlite_url
 from .record import Attr, Outcome, StudyAttr, StudyMeta, TrialView, constraint_values
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def open_storage(url: str, *, heartbeat: bool = False) -> optuna.storages.RDBSto
 
     Raises:
         StorageError: a bad URL, or a database holding tables that are not Optuna's (left unchanged);
-            a reader checks :func:`search.engine._storage.check_study_storage` first, as this creates the
+            a reader checks :func:`search.engine._study_db.check_study_storage` first, as this creates the
             study's tables in a new or empty database.
     """
     from ._lock import HEARTBEAT_SECONDS  # noqa: PLC0415
@@ -352,13 +352,13 @@ def plan_run(
 
     root = Path(runs_dir) / space.name
     url = storage or space.spec.storage or default_storage(root)
-    if not (storage or space.spec.storage):  # the study goes in the run folder: a failure there is --runs-dir's
-        from ._trial_storage import folder_problem  # noqa: PLC0415
+    # The run folder (run.json, latency.json, the default study and Tune storage) first: a failure there is --runs-dir's.
+    from ._trial_storage import folder_problem  # noqa: PLC0415
 
-        problem = folder_problem(root)
-        if problem:
-            raise SpaceError("--runs-dir", f"cannot write the run folder {root}: {problem}; name a folder this user "
-                                           "may write (--runs-dir)")  # fmt: skip
+    problem = folder_problem(root)
+    if problem:
+        raise SpaceError("--runs-dir", f"cannot write the run folder {root}: {problem}; name a folder this user "
+                                       "may write (--runs-dir)")  # fmt: skip
     try:
         check_storage_url(url, create=True)
     except StorageError as e:

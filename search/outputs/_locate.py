@@ -34,7 +34,7 @@ def sqlite_file(url: str) -> Path | None:
     Raises:
         ExportError: not an SQLAlchemy URL.
     """
-    from ..engine._storage import StorageError, sqlite_path  # noqa: PLC0415
+    from ..engine._study_db import StorageError, sqlite_path  # noqa: PLC0415
 
     try:
         return sqlite_path(url)
@@ -60,7 +60,7 @@ def locate_run(run_dir: str | Path, study: str | None = None) -> RunTarget:
     Raises:
         ExportError: not a folder, a corrupt ``run.json``, or it holds no study.
     """
-    from ..engine._storage import StorageError, check_storage_url, sqlite_url  # noqa: PLC0415
+    from ..engine._study_db import StorageError, check_storage_url, sqlite_url  # noqa: PLC0415
     from ..engine._study import read_run  # noqa: PLC0415
 
     root = Path(run_dir)
@@ -87,7 +87,7 @@ def locate_run(run_dir: str | Path, study: str | None = None) -> RunTarget:
 def _open_storage(url: str) -> optuna.storages.BaseStorage:
     """The storage, opened as the search opens it; never creates a file nor adds tables to a database
     that is not a study's (it is looked into read-only first)."""
-    from ..engine._storage import StorageError, check_study_storage  # noqa: PLC0415
+    from ..engine._study_db import StorageError, check_study_storage  # noqa: PLC0415
     from ..engine._study import open_storage  # noqa: PLC0415
 
     try:

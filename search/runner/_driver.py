@@ -167,12 +167,6 @@ def run_search(
     plan = plan_run(space, runs_dir=runs_dir, storage=storage, fresh=fresh, study=study, storage_path=storage_path)
     make_sampler(space, space.spec.search.trials)  # validate sampler options before writing anything
     paths = plan.paths
-    from ..engine._trial_storage import folder_problem  # noqa: PLC0415
-
-    problem = folder_problem(paths.root)
-    if problem:
-        raise SpaceError("--runs-dir", f"cannot write the run folder {paths.root}: {problem}; name a folder this user may "
-                                     "write (--runs-dir)")  # fmt: skip
     trial_storage = paths.trial_storage()
     trial_storage.check_writable()
     db = _sqlite_path(paths.storage_url)

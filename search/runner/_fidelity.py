@@ -185,7 +185,7 @@ def stored_results(storage_url: str, fidelity_key: str) -> dict[str, float]:
     """
     import optuna  # noqa: PLC0415
     from optuna.trial import TrialState  # noqa: PLC0415
-    from ..engine._storage import check_study_storage  # noqa: PLC0415
+    from ..engine._study_db import check_study_storage  # noqa: PLC0415
     from ..engine._study import open_storage  # noqa: PLC0415
 
     if not check_study_storage(storage_url, allow_empty=True):  # read-only look: nothing stored yet

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from search.engine._storage import StorageError, check_storage_url, check_study_storage, sqlite_path, sqlite_url
+from search.engine._study_db import StorageError, check_storage_url, check_study_storage, sqlite_path, sqlite_url
 from tests.search.conftest import tiny
 from tests.search.export_support import make_run
 

@@ -21,14 +21,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 import urllib.parse
 from pathlib import Path
 
-__all__ = ["StorageError", "sqlite_url", "sqlite_path", "check_storage_url", "check_study_storage", "storage_tables",
-           "folder_problem"]
+from ._trial_storage import folder_problem
+
+__all__ = ["StorageError", "sqlite_url", "sqlite_path", "check_storage_url", "check_study_storage", "storage_tables"]
 
 _FORMS = "sqlite:///path/to/study.db (four slashes for an absolute path: sqlite:////abs/study.db) or postgresql://user@host/db"
 _DRIVERS = {"psycopg2": "psycopg2-binary", "pymysql": "pymysql", "MySQLdb": "mysqlclient", "psycopg": "psycopg[binary]"}
@@ -67,29 +66,6 @@ def sqlite_path(url: str) -> Path | None:
     if u.get_backend_name() != "sqlite":
         return None
     return Path(u.database or "")
-
-
-def _first_existing(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` is not a folder and cannot be made (None: it is, or can be). Probes with a temporary
-    folder, removed at once."""
-    if folder.is_dir():
-        return None
-    base = _first_existing(folder)
-    if not base.is_dir():
-        return f"{base} is a file, not a folder" if base == folder.absolute() else f"{base} is a file, not a folder, so it cannot hold one"
-    try:
-        probe = tempfile.mkdtemp(prefix=".deeproots-probe-", dir=base)
-    except OSError as e:
-        return f"cannot create folders in {base} ({e.strerror or e})"
-    os.rmdir(probe)
-    return None
 
 
 def _absolute_hint(path: Path) -> str:
